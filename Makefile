@@ -1,0 +1,44 @@
+# GENRE-CMR: the CMRxRecon challenge container and its research tools.
+PYTHON ?= python3
+SAMPLE ?= data/sample
+OUT ?= build
+YEARS ?= 2023 2024 2025
+
+.PHONY: setup sample-data smoke test test-fast docker-smoke bench eval train train-smoke faults clean
+
+## setup: install run-time and test packages (CPU torch 2.13.0 unless a torch is already installed)
+setup:
+	$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install torch==2.13.0
+	$(PYTHON) -m pip install -r requirements.txt -r requirements-dev.txt
+
+## sample-data: small CMRxRecon-format input trees (2023, 2024, 2025) + ground truth under data/sample
+sample-data:
+	$(PYTHON) -m challenge.sample_data $(SAMPLE) --years $(YEARS)
+
+## smoke: sample data, predict on every year's tree, independent check and score against the ground truth
+smoke: sample-data
+	@set -e; for y in $(YEARS); do \
+	  echo "== $$y: predict"; \
+	  $(PYTHON) predict.py --input $(SAMPLE)/$$y/input --output $(OUT)/smoke/$$y; \
+	  echo "== $$y: score"; \
+	  $(PYTHON) -m challenge.scoring --gt $(SAMPLE)/$$y/gt_full --recon $(OUT)/smoke/$$y --year $$y \
+	    --json $(OUT)/smoke/score_$$y.json; \
+	done
+
+## test: the whole test suite (the README's and CI's test command)
+test:
+	$(PYTHON) -m pytest -q
+
+test-fast:
+	$(PYTHON) -m pytest -q -m "not slow"
+
+## docker-smoke: build the Dockerfile with buildah on a stand-in base, run it on the 2024 sample tree
+docker-smoke:
+	bash scripts/docker_smoke.sh
+
+## bench: model cost/speed and predict.py throughput; results go to docs/benchmarks.md
+bench:
+	$(PYTHON) -m benchmarks.bench_model --out docs/benchmarks.md
+
+clean:
+	rm -rf $(OUT) $(SAMPLE)

@@ -1,0 +1,1 @@
+"""Every CMRxRecon convention: layouts, file formats, masks, scoring and the streaming run."""

@@ -1,0 +1,591 @@
+"""The streaming challenge run: discover, prefetch, reconstruct, write, validate, fall back, report.
+
+Three threads keep host memory bounded by a few volumes: a reader prefetches the next k-space (at most one
+item ahead) while the main thread reconstructs the current one, and a writer writes and re-reads finished
+outputs (at most two waiting). A volume larger than ``max_slab_bytes`` is read and reconstructed in slabs of
+slices and assembled (the output is much smaller than its k-space).
+
+Every output is checked in memory (finite, not all zero, right shape) and re-read after writing (key,
+float32, exact expected shape). A failing primary method falls back to CG-SENSE, then zero-filled, so a
+file only fails when its input cannot be read or holds no data. Nothing is ever written under the input
+root; temporary files live beside their final output and never end in ``.mat``.
+"""
+import gc
+import logging
+import os
+import queue
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from challenge import matio, rules
+from challenge.discovery import discover
+from challenge.report import BY_FALLBACK, BY_MODEL, FAILED, RESUMED, FileResult, RunReport, report_name
+from model.reconstruction import (DEFAULT_BATCH_SIZE, DEFAULT_WEIGHTS, Reconstructor, VolumeMeta,
+                                  WeightsUnavailable, build_reconstructor, resolve_device)
+
+log = logging.getLogger(__name__)
+
+FALLBACK_METHODS = ("cgsense", "zerofilled")
+ReconstructorFactory = Callable[[str], Reconstructor]
+
+_DONE = object()           # end-of-stream marker on the queues
+_QUEUE_POLL_S = 0.5
+
+
+@dataclass
+class RunOptions:
+    input_root: Path
+    output_root: Path
+    method: str = "genre"                       # genre | cgsense | zerofilled
+    weights: Path = DEFAULT_WEIGHTS
+    device: str = "auto"
+    batch_size: int = DEFAULT_BATCH_SIZE        # frames per forward pass; halved on CUDA out-of-memory
+    amp: bool = False
+    shard: tuple[int, int] | None = None        # (K, N): jobs i with i % N == K; None: RANK/WORLD_SIZE or (0, 1)
+    resume: bool = False
+    crop: bool = False                          # validation-phase run4Ranking crop
+    max_slab_bytes: int = 2 << 30               # larger k-space is read in slabs of slices
+
+
+class RunSetupError(Exception):
+    """The run cannot start (input root missing, output root not writable or inside the input root)."""
+
+
+def run(options: RunOptions, reconstructor_factory: ReconstructorFactory | None = None) -> RunReport:
+    """Reconstruct every file of this shard; returns the report (also written as JSON into the output root).
+
+    ``reconstructor_factory(method)`` builds the reconstructor for a method name (tests inject failing
+    models here); by default ``build_reconstructor`` with the options' weights, device, batch size, amp.
+    Raises RunSetupError before touching any file when the roots are unusable.
+    """
+    started = time.monotonic()
+    input_root, output_root = Path(options.input_root), Path(options.output_root)
+    prepare_output_root(input_root, output_root)
+    shard = options.shard or shard_from_environment()
+    _check_shard(shard)
+    factory = reconstructor_factory or _default_factory(options, shard)
+
+    discovery = discover(input_root)
+    jobs = sorted(discovery.jobs, key=lambda job: str(job.relative_path))
+    mine = [job for index, job in enumerate(jobs) if index % shard[1] == shard[0]]
+    log.info("%d files to reconstruct under %s (%d skipped, %d unreadable); shard %d/%d: %d files",
+             len(jobs), input_root, len(discovery.skipped), len(discovery.errors), *shard, len(mine))
+
+    report = RunReport(input_root=str(input_root), output_root=str(output_root),
+                       requested_method=options.method, primary_method=options.method, shard=shard)
+    if shard[0] == 0:  # the other shards would count the same discovery errors again
+        report.files.extend(_discovery_failure(discovery.root, error) for error in discovery.errors)
+    if not jobs and not discovery.errors:
+        report.error = f"no files to reconstruct found under {input_root}"
+        log.error(report.error)
+
+    remove_temporary_files(output_root, None if shard[1] == 1 else mine)
+    todo = []
+    for job in mine:
+        resumed = _resumed_result(job, output_root, options.crop) if options.resume else None
+        if resumed is not None:
+            report.files.append(resumed)
+        else:
+            todo.append(job)
+    if todo:
+        chain = MethodChain(options.method, factory, report.notes)
+        report.primary_method = chain.primary
+        report.files.extend(_Pipeline(options, chain).run(todo))
+    remove_temporary_files(output_root, None if shard[1] == 1 else mine)
+
+    report.files.sort(key=lambda result: result.input_relative)
+    report.seconds = time.monotonic() - started
+    report.write_json(output_root / report_name(shard))
+    return report
+
+
+def prepare_output_root(input_root: Path, output_root: Path) -> None:
+    """Create the output root and prove that it is writable; it must not lie inside the input root."""
+    if not input_root.is_dir():
+        raise RunSetupError(f"input root {input_root} is not a directory")
+    resolved_input, resolved_output = input_root.resolve(), output_root.resolve()
+    if resolved_output == resolved_input or resolved_input in resolved_output.parents:
+        raise RunSetupError(f"output root {output_root} lies inside the input root {input_root}; "
+                            f"nothing may be written under the input root")
+    try:
+        output_root.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=output_root, prefix=".write-test-", suffix=".tmp"):
+            pass
+    except OSError as error:
+        raise RunSetupError(f"output root {output_root} is not writable: {error}") from error
+
+
+def shard_from_environment() -> tuple[int, int]:
+    """(RANK, WORLD_SIZE) under torchrun, else (0, 1)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    return (int(os.environ.get("RANK", "0")), world_size) if world_size > 1 else (0, 1)
+
+
+def remove_temporary_files(output_root: Path, jobs: list[rules.Job] | None) -> int:
+    """Delete temp files of interrupted writes: anywhere in the output tree (jobs None), or only those
+    beside this shard's outputs (other shards may be writing theirs right now). Returns how many."""
+    if jobs is None:
+        candidates = (Path(folder) / name for folder, _, names in os.walk(output_root) for name in names)
+    else:
+        folders = {(output_root / job.output_relative).parent for job in jobs}
+        outputs = {(output_root / job.output_relative).name for job in jobs}
+        candidates = (path for folder in folders if folder.is_dir() for path in folder.iterdir()
+                      if matio.temporary_target(path) in outputs)
+    removed = 0
+    for path in candidates:
+        if matio.is_temporary(path) or path.name == report_name((0, 1)) + ".tmp":
+            path.unlink(missing_ok=True)
+            removed += 1
+    if removed:
+        log.info("removed %d temporary files of an earlier run from %s", removed, output_root)
+    return removed
+
+
+class MethodChain:
+    """The requested method, then the classical fallbacks, each built on first use.
+
+    If the requested method cannot be built (GENRE weights missing or corrupt), that is said once and the
+    next method becomes the primary for all files.
+    """
+
+    def __init__(self, requested: str, factory: ReconstructorFactory, notes: list[str]):
+        self._factory = factory
+        self._built: dict[str, Reconstructor] = {}
+        self._unbuildable: dict[str, str] = {}
+        self.methods = [requested, *(m for m in FALLBACK_METHODS if m != requested)]
+        while self._get(self.methods[0]) is None and len(self.methods) > 1:
+            failed = self.methods.pop(0)
+            note = (f"{failed} reconstructor unavailable ({self._unbuildable[failed]}); "
+                    f"using {self.methods[0]} as the primary method for all files")
+            log.warning(note)
+            notes.append(note)
+
+    @property
+    def primary(self) -> str:
+        return self.methods[0]
+
+    def reconstruct(self, kspace: np.ndarray, mask: np.ndarray, meta: VolumeMeta,
+                    progress: "_SliceProgress") -> tuple[np.ndarray | None, str | None, str | None]:
+        """-> (image (nt, nz, ny, nx) float32, method, why earlier methods failed); image None if all failed."""
+        expected = (kspace.shape[0], kspace.shape[1], kspace.shape[3], kspace.shape[4])
+        problems = []
+        for method in self.methods:
+            reconstructor = self._get(method)
+            if reconstructor is None:
+                problems.append(f"{method}: {self._unbuildable[method]}")
+                continue
+            image, problem = _attempt(reconstructor, kspace, mask, meta, expected, progress)
+            if problem is None:
+                return image, method, "; ".join(problems) or None
+            log.warning("%s: %s failed: %s", meta.name, method, problem)
+            problems.append(f"{method}: {problem}")
+        return None, None, "; ".join(problems)
+
+    def _get(self, method: str) -> Reconstructor | None:
+        if method not in self._built and method not in self._unbuildable:
+            try:
+                self._built[method] = self._factory(method)
+            except WeightsUnavailable as error:
+                self._unbuildable[method] = f"weights unavailable: {error}"
+            except Exception as error:  # a broken device or build must not stop the fallbacks
+                self._unbuildable[method] = f"cannot build: {type(error).__name__}: {error}"
+        return self._built.get(method)
+
+
+def _attempt(reconstructor: Reconstructor, kspace, mask, meta, expected, progress):
+    """One method on one slab; CUDA out-of-memory retries with half the batch size. -> (image, problem)."""
+    while True:
+        progress.begin_attempt()
+        try:
+            image = reconstructor.reconstruct(kspace, mask, meta, progress=progress.update)
+        except Exception as error:
+            batch_size = getattr(reconstructor, "batch_size", 1)
+            if _is_out_of_memory(error) and batch_size > 1:
+                reconstructor.batch_size = batch_size // 2
+                log.warning("%s: out of memory in %s; retrying with batch size %d",
+                            meta.name, reconstructor.name, reconstructor.batch_size)
+                gc.collect()
+                continue
+            progress.abort_attempt()
+            return None, f"{type(error).__name__}: {error}"
+        problem = image_problem(image, expected)
+        if problem is not None:
+            progress.abort_attempt()
+            return None, f"invalid output: {problem}"
+        return np.asarray(image, dtype=np.float32), None
+
+
+def image_problem(image, expected_shape: tuple[int, ...]) -> str | None:
+    """Why a reconstructed or output array is unusable (None when it is fine)."""
+    if not isinstance(image, np.ndarray):
+        return f"not an array but {type(image).__name__}"
+    if not np.issubdtype(image.dtype, np.floating):
+        return f"dtype {image.dtype}, not real floating point"
+    if image.shape != tuple(expected_shape):
+        return f"shape {image.shape}, expected {tuple(expected_shape)}"
+    if not np.isfinite(image).all():
+        return f"{int(np.size(image) - np.isfinite(image).sum())} non-finite values"
+    if not image.any():
+        return "all zero"
+    return None
+
+
+def _is_out_of_memory(error: Exception) -> bool:
+    return "out of memory" in str(error).lower()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# streaming pipeline
+
+@dataclass
+class _FileWork:
+    """One file in flight: its report row, k-space geometry and the image being assembled."""
+    job: rules.Job
+    result: FileResult
+    shape: tuple[int, int, int, int, int] = (0, 0, 0, 0, 0)   # k-space (nt, nz, nc, ny, nx)
+    has_time_axis: bool = True
+    image: np.ndarray | None = None                           # (nt, nz, ny, nx) float32
+    methods: list[str] = field(default_factory=list)
+    fallback_reasons: list[str] = field(default_factory=list)
+    has_data: bool = False
+    failed: bool = False
+
+
+@dataclass
+class _Slab:
+    work: _FileWork
+    index: int
+    count: int
+    slices: slice
+    kspace: np.ndarray           # (nt, len(slices), nc, ny, nx) complex64, finite
+    mask: np.ndarray             # (nt, ny, nx) bool
+    has_data: bool               # any nonzero sample
+
+
+@dataclass
+class _ReadFailure:
+    work: _FileWork
+    reason: str
+
+
+class _Pipeline:
+    def __init__(self, options: RunOptions, chain: MethodChain):
+        self.options = options
+        self.chain = chain
+        self.output_root = Path(options.output_root)
+        self.stop = threading.Event()
+        self.read_queue: queue.Queue = queue.Queue(maxsize=1)
+        self.write_queue: queue.Queue = queue.Queue(maxsize=2)
+
+    def run(self, jobs: list[rules.Job]) -> list[FileResult]:
+        works = [_FileWork(job, _new_result(job)) for job in jobs]
+        reader = threading.Thread(target=self._read_all, args=(works,), name="prefetch", daemon=True)
+        self.writer = writer = threading.Thread(target=self._write_all, name="writer", daemon=True)
+        with logging_redirect_tqdm(), \
+                tqdm(total=len(works), desc="files", unit="file", position=0, **_TQDM) as self.files_bar, \
+                tqdm(total=0, desc="slices", unit="slice", position=1, leave=False, **_TQDM) as slices_bar:
+            self.progress = _SliceProgress(slices_bar)
+            reader.start()
+            writer.start()
+            try:
+                self._reconstruct_all()
+            finally:
+                self.stop.set()           # ends the reader early only if we are leaving on an exception
+                self._put_write(_DONE)
+                writer.join()
+                reader.join()
+        return [work.result for work in works]
+
+    # main thread --------------------------------------------------------------------------------------
+    def _reconstruct_all(self) -> None:
+        while (item := self.read_queue.get()) is not _DONE:
+            if isinstance(item, _ReadFailure):
+                self._fail(item.work, item.reason)
+                continue
+            work = item.work
+            if item.index == 0:
+                nt, nz, _, ny, nx = work.shape
+                work.image = np.zeros((nt, nz, ny, nx), np.float32)
+                self.progress.start_file(nz, work.result.input_relative)
+            if not work.failed:
+                self._reconstruct_slab(item)
+            last = item.index == item.count - 1
+            del item                       # free the slab's k-space before waiting for the next one
+            if last and not work.failed:
+                self._finish(work)
+
+    def _reconstruct_slab(self, slab: _Slab) -> None:
+        work = slab.work
+        if not slab.has_data:
+            self.progress.update(slab.slices.stop - slab.slices.start)
+            return
+        work.has_data = True
+        started = time.monotonic()
+        meta = rules.volume_meta(slab.work.job)
+        image, method, fallback_reason = self.chain.reconstruct(slab.kspace, slab.mask, meta, self.progress)
+        work.result.seconds += time.monotonic() - started
+        if image is None:
+            self._fail(work, f"every method failed: {fallback_reason}")
+            return
+        work.image[:, slab.slices] = image
+        if method not in work.methods:
+            work.methods.append(method)
+        if fallback_reason:
+            work.fallback_reasons.append(fallback_reason)
+
+    def _finish(self, work: _FileWork) -> None:
+        if not work.has_data:
+            self._fail(work, "k-space is all zero")
+            return
+        job, crop = work.job, self.options.crop
+        try:
+            expected = tuple(rules.expected_output_shape(job, work.shape, work.has_time_axis, crop=crop))
+            output = rules.to_output_array(job, work.image, work.has_time_axis, crop=crop)
+        except Exception as error:
+            self._fail(work, f"cannot form the output array: {type(error).__name__}: {error}")
+            return
+        work.image = None
+        problem = image_problem(output, expected)
+        if problem is not None:
+            self._fail(work, f"output invalid: {problem}")
+            return
+        fell_back = any(method != self.chain.primary for method in work.methods)
+        work.result.outcome = BY_FALLBACK if fell_back else BY_MODEL
+        work.result.method = "+".join(work.methods)
+        work.result.reason = "; ".join(work.fallback_reasons) or None
+        self._put_write((work, np.asarray(output, dtype=np.float32), expected))
+
+    def _fail(self, work: _FileWork, reason: str) -> None:
+        work.failed = True
+        work.image = None
+        work.result.outcome, work.result.method, work.result.reason = FAILED, None, reason
+        self._file_done(work.result)
+
+    def _file_done(self, result: FileResult) -> None:
+        self.files_bar.update(1)
+        _log_outcome(result)
+
+    # reader thread ------------------------------------------------------------------------------------
+    def _read_all(self, works: list[_FileWork]) -> None:
+        try:
+            for work in works:
+                if self.stop.is_set():
+                    return
+                self._read_file(work)
+        finally:
+            self._put_read(_DONE)
+
+    def _read_file(self, work: _FileWork) -> None:
+        job, notes = work.job, work.result.notes
+        started = time.monotonic()
+        try:
+            shape, has_time_axis, key = matio.kspace_info(job.input_path, job.kspace_key)
+        except Exception as error:
+            self._put_read(_ReadFailure(work, _read_reason(job, error)))
+            return
+        work.shape, work.has_time_axis = tuple(shape), has_time_axis
+        nt, nz, nc, ny, nx = work.shape
+        mask = _load_mask(job, (nt, ny, nx), notes)
+        slabs = _slab_ranges(nz, nt * nc * ny * nx * np.dtype(np.complex64).itemsize, self.options.max_slab_bytes)
+        if len(slabs) > 1:
+            log.info("%s: %.1f GB of k-space, reading %d slabs of slices",
+                     job.relative_path, np.prod(work.shape) * 8 / 1e9, len(slabs))
+        for index, slices in enumerate(slabs):
+            try:
+                volume = matio.read_kspace(job.input_path, key, slices=slices if len(slabs) > 1 else None)
+                kspace = _sanitise(volume.kspace, (nt, slices.stop - slices.start, nc, ny, nx), job, notes)
+            except Exception as error:
+                self._put_read(_ReadFailure(work, _read_reason(job, error)))
+                return
+            notes.extend(w for w in volume.warnings if w not in notes)
+            has_data = bool(kspace.any())
+            slab_mask = mask if mask is not None else _derive_mask(kspace)
+            work.result.seconds += time.monotonic() - started
+            if not self._put_read(_Slab(work, index, len(slabs), slices, kspace, slab_mask, has_data)):
+                return
+            del kspace, volume
+            started = time.monotonic()
+
+    def _put_read(self, item) -> bool:
+        return _put(self.read_queue, item, self.stop.is_set)
+
+    # writer thread ------------------------------------------------------------------------------------
+    def _put_write(self, item) -> None:
+        _put(self.write_queue, item, lambda: not self.writer.is_alive())
+
+    def _write_all(self) -> None:
+        while (item := self.write_queue.get()) is not _DONE:
+            work, output, expected = item
+            path = self.output_root / work.job.output_relative
+            started = time.monotonic()
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                matio.write_output(path, output)
+                matio.validate_output(path, expected)
+            except Exception as error:  # a bad file must not stay: 2024/2025 scorers crash on unreadable ones
+                path.unlink(missing_ok=True)
+                work.result.outcome, work.result.method = FAILED, None
+                work.result.reason = f"writing {path} failed: {type(error).__name__}: {error}"
+            work.result.seconds += time.monotonic() - started
+            self._file_done(work.result)
+
+
+_TQDM = dict(dynamic_ncols=True, mininterval=1.0)
+
+
+class _SliceProgress:
+    """The slices bar; a failed attempt rewinds it so that fallbacks do not overshoot."""
+
+    def __init__(self, bar: tqdm):
+        self.bar = bar
+        self._attempt_start = 0
+
+    def start_file(self, slices: int, name: str) -> None:
+        self.bar.reset(total=slices)
+        self.bar.set_postfix_str(name, refresh=False)
+
+    def begin_attempt(self) -> None:
+        self._attempt_start = self.bar.n
+
+    def abort_attempt(self) -> None:
+        self.bar.n = self._attempt_start
+        self.bar.refresh()
+
+    def update(self, slices: int) -> None:
+        self.bar.update(slices)
+
+
+def _put(target: queue.Queue, item, give_up: Callable[[], bool]) -> bool:
+    """Blocking put that gives up (False) once ``give_up()`` says so: no thread hangs on a dead partner."""
+    while True:
+        try:
+            target.put(item, timeout=_QUEUE_POLL_S)
+            return True
+        except queue.Full:
+            if give_up():
+                return False
+
+
+def _slab_ranges(nz: int, bytes_per_slice: int, max_slab_bytes: int) -> list[slice]:
+    per_slab = max(1, max_slab_bytes // max(1, bytes_per_slice))
+    return [slice(start, min(start + per_slab, nz)) for start in range(0, nz, per_slab)] or [slice(0, 0)]
+
+
+def _sanitise(kspace: np.ndarray, expected_shape: tuple, job: rules.Job, notes: list[str]) -> np.ndarray:
+    """Check the shape against the header; non-finite samples -> 0 (with a note)."""
+    if kspace.shape != expected_shape:
+        raise matio.MatReadError(f"{job.input_path}: read k-space of shape {kspace.shape}, "
+                                 f"header says {expected_shape}")
+    kspace = np.asarray(kspace, dtype=np.complex64)
+    finite = np.isfinite(kspace)
+    if not finite.all():
+        count = int(finite.size - np.count_nonzero(finite))
+        kspace = np.where(finite, kspace, np.complex64(0))
+        note = f"{count} non-finite k-space samples set to 0"
+        log.warning("%s: %s", job.relative_path, note)
+        notes.append(note)
+    return kspace
+
+
+def _load_mask(job: rules.Job, shape: tuple[int, int, int], notes: list[str]) -> np.ndarray | None:
+    """The job's mask as (nt, ny, nx) bool, or None (with a note) when it must be derived from k-space."""
+    nt, ny, nx = shape
+    problem = None
+    if job.mask_path is None:
+        problem = "no mask file for this input"
+    elif not Path(job.mask_path).is_file():
+        problem = f"mask file {job.mask_path} missing"
+    else:
+        try:
+            mask = np.asarray(matio.read_mask(job.mask_path, job.mask_key)) != 0
+        except Exception as error:
+            problem = f"mask file {job.mask_path} unreadable ({error})"
+        else:
+            if mask.shape in ((ny, nx), (1, ny, nx), (nt, ny, nx)):
+                if mask.any():
+                    return np.broadcast_to(mask, shape)
+                problem = f"mask file {job.mask_path} is all zero"
+            else:
+                problem = (f"mask file {job.mask_path} has shape {mask.shape}, k-space needs "
+                           f"{(ny, nx)} or {(nt, ny, nx)}")
+    note = f"{problem}; mask derived from the nonzero k-space samples"
+    log.warning("%s: %s", job.relative_path, note)
+    notes.append(note)
+    return None
+
+
+def _derive_mask(kspace: np.ndarray) -> np.ndarray:
+    """(nt, nz, nc, ny, nx) -> (nt, ny, nx) bool: sampled where any slice or coil holds a nonzero value."""
+    return (kspace != 0).any(axis=(1, 2))
+
+
+def _read_reason(job: rules.Job, error: Exception) -> str:
+    text = str(error)
+    return text if str(job.input_path) in text else f"{job.input_path}: {type(error).__name__}: {text}"
+
+
+def _new_result(job: rules.Job) -> FileResult:
+    return FileResult(input_relative=str(job.relative_path), output_relative=str(job.output_relative),
+                      modality=job.modality, pattern=job.pattern, acceleration=job.acceleration)
+
+
+def _resumed_result(job: rules.Job, output_root: Path, crop: bool) -> FileResult | None:
+    """A RESUMED row when the output exists and validates against the expected shape (from the k-space
+    header, without loading the data); None means it must be (re)done."""
+    path = output_root / job.output_relative
+    if not path.is_file():
+        return None
+    try:
+        shape, has_time_axis, _ = matio.kspace_info(job.input_path, job.kspace_key)
+        matio.validate_output(path, tuple(rules.expected_output_shape(job, tuple(shape), has_time_axis, crop=crop)))
+    except Exception as error:
+        log.info("%s: existing output is redone (%s)", job.relative_path, error)
+        return None
+    result = _new_result(job)
+    result.outcome, result.method = RESUMED, "earlier run"
+    _log_outcome(result)
+    return result
+
+
+def _discovery_failure(input_root: Path, error) -> FileResult:
+    path, reason = error
+    try:
+        relative = str(Path(path).relative_to(input_root))
+    except ValueError:
+        relative = str(path)
+    return FileResult(input_relative=relative, output_relative=None, outcome=FAILED,
+                      reason=f"{path}: {reason}")
+
+
+def _log_outcome(result: FileResult) -> None:
+    detail = f" ({result.reason})" if result.reason else ""
+    level = logging.WARNING if result.outcome in (FAILED, BY_FALLBACK) else logging.INFO
+    log.log(level, "%-8s %-10s %7.1f s  %s%s", result.outcome, result.method or "-", result.seconds,
+            result.input_relative, detail)
+
+
+def _check_shard(shard: tuple[int, int]) -> None:
+    index, count = shard
+    if count < 1 or not 0 <= index < count:
+        raise RunSetupError(f"invalid shard {index}/{count}: need 0 <= K < N")
+
+
+def _default_factory(options: RunOptions, shard: tuple[int, int]) -> ReconstructorFactory:
+    device = options.device
+    # one GPU per process under torchrun
+    if device == "auto" and shard[1] > 1 and "LOCAL_RANK" in os.environ and resolve_device("auto").type == "cuda":
+        device = f"cuda:{os.environ['LOCAL_RANK']}"
+
+    def factory(method: str) -> Reconstructor:
+        # the last resort runs on the CPU: it must work even when the GPU is the problem
+        return build_reconstructor(method, weights=options.weights, batch_size=options.batch_size,
+                                   amp=options.amp, device="cpu" if method == "zerofilled" else device)
+    return factory

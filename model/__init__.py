@@ -1,0 +1,1 @@
+"""GENRE-CMR: physics, networks and reconstructors. Importable without the challenge code."""

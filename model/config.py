@@ -1,0 +1,115 @@
+"""Generator hyper-parameters as a typed dataclass, and the named presets.
+
+'paper' is the GENRE-CMR default of docs/method.md (16 cascades, PromptMR+ widths with a 4-tensor buffer,
+zero-initialised residual connections: about 95.9 M trainable parameters). 'small' is CPU-practical,
+'tiny' is for tests and CPU training smoke runs.
+"""
+from dataclasses import asdict, dataclass, fields
+
+Triple = tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class UnetConfig:
+    """Widths of one PromptUnet (3 levels). Index 0 is the full-resolution side."""
+    n_feat0: int
+    feature_dim: Triple
+    prompt_dim: Triple
+    prompt_len: Triple
+    prompt_size: Triple
+    n_enc_cab: Triple = (2, 3, 3)
+    n_dec_cab: Triple = (2, 2, 3)
+    n_skip_cab: Triple = (1, 1, 1)
+    n_bottleneck_cab: int = 3
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    cascades: int
+    denoiser: UnetConfig          # one per cascade (same widths, own weights)
+    sens: UnetConfig              # the sensitivity-map network
+    adjacent_frames: int = 5      # F: frames per window, target in the centre
+    n_buffer: int = 4             # [ffx, latent, x0, ffx - x0] beside x (method.md §5A)
+    residual: bool = True         # GENRE residual 1x1 convs across cascades (method.md §4)
+    eta_init: float = 1.0         # initial learned gradient-descent step of the data-consistency term
+
+    def __post_init__(self):
+        if self.adjacent_frames < 1 or self.adjacent_frames % 2 == 0:
+            raise ValueError(f"adjacent_frames must be odd and positive, got {self.adjacent_frames}")
+        if self.n_buffer not in (0, 4):
+            raise ValueError(f"n_buffer must be 0 (x only) or 4 ([ffx, latent, x0, ffx - x0]), got {self.n_buffer}")
+        if self.cascades < 1:
+            raise ValueError(f"cascades must be >= 1, got {self.cascades}")
+
+
+_PAPER_DENOISER = UnetConfig(n_feat0=48, feature_dim=(72, 96, 120), prompt_dim=(24, 48, 72),
+                             prompt_len=(5, 5, 5), prompt_size=(64, 32, 16))
+_PAPER_SENS = UnetConfig(n_feat0=24, feature_dim=(36, 48, 60), prompt_dim=(12, 24, 36),
+                         prompt_len=(5, 5, 5), prompt_size=(64, 32, 16))
+
+PRESETS: dict[str, GeneratorConfig] = {
+    "paper": GeneratorConfig(cascades=16, denoiser=_PAPER_DENOISER, sens=_PAPER_SENS),
+    # small: <= 0.05 TFLOP per output slice at 10 coils, 5 frames, 204 x 448 (tests/test_generator.py checks it)
+    "small": GeneratorConfig(
+        cascades=5,
+        denoiser=UnetConfig(n_feat0=8, feature_dim=(16, 32, 48), prompt_dim=(8, 16, 24),
+                            prompt_len=(5, 5, 5), prompt_size=(32, 16, 8),
+                            n_enc_cab=(1, 2, 2), n_dec_cab=(1, 2, 2), n_skip_cab=(0, 1, 1), n_bottleneck_cab=2),
+        sens=UnetConfig(n_feat0=4, feature_dim=(8, 12, 16), prompt_dim=(4, 8, 8),
+                        prompt_len=(3, 3, 3), prompt_size=(32, 16, 8),
+                        n_enc_cab=(1, 1, 1), n_dec_cab=(1, 1, 1), n_skip_cab=(0, 0, 1), n_bottleneck_cab=1),
+    ),
+    "tiny": GeneratorConfig(
+        cascades=4,
+        denoiser=UnetConfig(n_feat0=8, feature_dim=(12, 16, 24), prompt_dim=(4, 8, 8),
+                            prompt_len=(3, 3, 3), prompt_size=(16, 8, 4),
+                            n_enc_cab=(1, 1, 1), n_dec_cab=(1, 1, 1), n_skip_cab=(0, 0, 1), n_bottleneck_cab=1),
+        sens=UnetConfig(n_feat0=4, feature_dim=(8, 8, 12), prompt_dim=(4, 4, 8),
+                        prompt_len=(2, 2, 2), prompt_size=(16, 8, 4),
+                        n_enc_cab=(1, 1, 1), n_dec_cab=(1, 1, 1), n_skip_cab=(0, 0, 0), n_bottleneck_cab=1),
+    ),
+}
+
+
+class ConfigError(ValueError):
+    """A generator configuration (preset name or checkpoint dict) is unknown or malformed."""
+
+
+def preset(name: str) -> GeneratorConfig:
+    if name not in PRESETS:
+        raise ConfigError(f"unknown generator config {name!r}; choose one of {', '.join(PRESETS)}")
+    return PRESETS[name]
+
+
+def config_asdict(config: GeneratorConfig) -> dict:
+    """Plain nested dict (ints, floats, bools, tuples): safe for torch.load(weights_only=True) and JSON."""
+    return asdict(config)
+
+
+def _unet_from_dict(values: dict, where: str) -> UnetConfig:
+    known = {f.name for f in fields(UnetConfig)}
+    unknown = set(values) - known
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {sorted(unknown)}")
+    try:
+        return UnetConfig(**{k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in values.items()})
+    except TypeError as error:
+        raise ConfigError(f"{where}: {error}") from None
+
+
+def config_from_dict(values: dict) -> GeneratorConfig:
+    """Inverse of config_asdict (lists accepted for tuples). Missing top-level scalars take their defaults."""
+    known = {f.name for f in fields(GeneratorConfig)}
+    unknown = set(values) - known
+    if unknown:
+        raise ConfigError(f"generator config: unknown keys {sorted(unknown)}")
+    missing = {"cascades", "denoiser", "sens"} - set(values)
+    if missing:
+        raise ConfigError(f"generator config: missing keys {sorted(missing)}")
+    scalars = {k: v for k, v in values.items() if k not in ("denoiser", "sens")}
+    try:
+        return GeneratorConfig(denoiser=_unet_from_dict(values["denoiser"], "generator config 'denoiser'"),
+                               sens=_unet_from_dict(values["sens"], "generator config 'sens'"), **scalars)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"generator config: {error}") from None
+

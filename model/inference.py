@@ -1,0 +1,75 @@
+"""GENRE-CMR inference: the Reconstructor of model.reconstruction backed by a trained generator checkpoint.
+
+Per slice, every target frame gets its adjacent-frame window (model.window); windows are batched
+``batch_size`` at a time, normalised by model.normalisation.kspace_scale and the output multiplied back.
+"""
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from model.checkpoint import load_generator
+from model.normalisation import kspace_scale
+from model.reconstruction import VolumeMeta, check_inputs
+from model.window import adjacent_frames
+
+
+class GenreReconstructor:
+    name = "genre"
+
+    def __init__(self, weights: str | Path, device: str | torch.device = "cpu", batch_size: int = 8,
+                 amp: bool = False):
+        """Loads ``weights`` (raises model.checkpoint.WeightsError, a WeightsUnavailable). ``amp``: fp16
+        autocast for the networks, on cuda only; physics stays fp32."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.device = torch.device(device)
+        self.generator, self.record = load_generator(weights, self.device)
+        self.batch_size = batch_size
+        self.amp = amp and self.device.type == "cuda"
+
+    def reconstruct(self, kspace: np.ndarray, mask: np.ndarray, meta: VolumeMeta,
+                    progress: Callable[[int], None] | None = None) -> np.ndarray:
+        """kspace (nt, nz, nc, ny, nx) complex64, mask (nt, ny, nx) bool -> (nt, nz, ny, nx) float32."""
+        mask = check_inputs(kspace, mask, meta)
+        nt, nz, _, ny, nx = kspace.shape
+        output = np.empty((nt, nz, ny, nx), dtype=np.float32)
+        mask_t = torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32)).to(self.device)
+        for z in range(nz):
+            slice_kspace = torch.from_numpy(np.ascontiguousarray(kspace[:, z], dtype=np.complex64)).to(self.device)
+            output[:, z] = self._reconstruct_slice(slice_kspace, mask_t, meta)
+            if progress is not None:
+                progress(1)
+        return output
+
+    def _reconstruct_slice(self, kspace: torch.Tensor, mask: torch.Tensor, meta: VolumeMeta) -> np.ndarray:
+        """kspace (nt, nc, ny, nx), mask (nt, ny, nx) -> (nt, ny, nx); halves the batch on cuda OOM."""
+        batch_size = self.batch_size
+        while True:
+            try:
+                return self._run_frames(kspace, mask, meta, batch_size)
+            except torch.cuda.OutOfMemoryError:
+                if batch_size == 1:
+                    raise
+                batch_size //= 2
+                torch.cuda.empty_cache()
+
+    @torch.inference_mode()
+    def _run_frames(self, kspace: torch.Tensor, mask: torch.Tensor, meta: VolumeMeta, batch_size: int
+                    ) -> np.ndarray:
+        nt = kspace.shape[0]
+        size = self.generator.config.adjacent_frames
+        masked = kspace * mask[:, None]
+        images = []
+        for start in range(0, nt, batch_size):
+            windows = torch.tensor([adjacent_frames(t, nt, size, meta.cyclic)
+                                    for t in range(start, min(start + batch_size, nt))], device=kspace.device)
+            window_kspace = masked[windows]                  # (B, F, C, H, W)
+            window_mask = mask[windows][:, :, None]           # (B, F, 1, H, W)
+            scale = kspace_scale(window_kspace)               # (B,)
+            with torch.autocast("cuda", dtype=torch.float16, enabled=self.amp):
+                result = self.generator(window_kspace / scale[:, None, None, None, None], window_mask,
+                                        meta.num_acs, meta.radial)
+            images.append(result.image.float() * scale[:, None, None])
+        return torch.cat(images).cpu().numpy()

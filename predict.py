@@ -1,0 +1,71 @@
+"""Container entry point: reconstruct every CMRxRecon file under --input into --output.
+
+    python predict.py [--input /input] [--output /output] [--method genre] [--shard K/N] [--resume] ...
+
+Exit status: 0 when every file has a valid output (success rate w = 1), 1 when some file failed or there was
+nothing to reconstruct, 2 for unusable arguments or an output root that cannot be written. The report table
+goes to stdout (the organisers' log), progress bars to stderr.
+"""
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from challenge.runner import RunOptions, RunSetupError, run
+from model.reconstruction import DEFAULT_BATCH_SIZE, DEFAULT_WEIGHTS, METHODS
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """'K/N' -> (K, N) with 0 <= K < N."""
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"shard must look like K/N, got {text!r}") from None
+    if count < 1 or not 0 <= index < count:
+        raise argparse.ArgumentTypeError(f"shard {text!r} needs 0 <= K < N")
+    return index, count
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--input", type=Path, default=Path("/input"), help="input root (read only)")
+    parser.add_argument("--output", type=Path, default=Path("/output"), help="output root")
+    parser.add_argument("--method", choices=METHODS, default="genre")
+    parser.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS, help="GENRE-CMR checkpoint")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    parser.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE,
+                        help="frames per forward pass (halved automatically on CUDA out-of-memory)")
+    parser.add_argument("--amp", action="store_true", help="fp16 autocast for the network on cuda")
+    parser.add_argument("--shard", type=parse_shard, default=None,
+                        help="K/N: this process does files i with i %% N == K (default: RANK/WORLD_SIZE)")
+    parser.add_argument("--resume", action="store_true", help="keep outputs that already validate")
+    parser.add_argument("--crop", action="store_true", help="validation-phase run4Ranking crop")
+    parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level, stream=sys.stdout,
+                        format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    options = RunOptions(input_root=args.input, output_root=args.output, method=args.method,
+                         weights=args.weights, device=args.device, batch_size=args.batch_size, amp=args.amp,
+                         shard=args.shard, resume=args.resume, crop=args.crop)
+    try:
+        report = run(options)
+    except RunSetupError as error:
+        logging.getLogger("predict").error("%s", error)
+        return 2
+    print(report.format_text(), flush=True)
+    return report.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Simulated CMRxRecon-format data: phantom, real-anatomy loading, coil maps, phase and noise."""

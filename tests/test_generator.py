@@ -1,0 +1,157 @@
+"""GENRE generator: shapes on awkward sizes, residual zero-init, parameter/FLOP budgets, checkpoints, CLI."""
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+
+from model.__main__ import main as model_cli
+from model.checkpoint import WeightsError, load_generator, save_generator
+from model.coils import rss
+from model.config import PRESETS, ConfigError, config_asdict, config_from_dict
+from model.generator import GenreGenerator, flops_per_output_slice, parameter_counts
+from model.reconstruction import WeightsUnavailable
+
+torch.set_num_threads(1)
+TINY = PRESETS["tiny"]
+
+
+def random_input(batch, coils, height, width, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    kspace = torch.randn(batch, 5, coils, height, width, dtype=torch.complex64, generator=generator)
+    mask = (torch.rand(batch, 5, 1, height, width, generator=generator) > 0.6).float()
+    mask[..., height // 2 - 8:height // 2 + 8, :] = 1  # ACS rows
+    return kspace * mask, mask
+
+
+def build(config=TINY, seed=0):
+    torch.manual_seed(seed)
+    return GenreGenerator(config).eval()
+
+
+@pytest.mark.parametrize("coils,radial", [(4, False), (32, True), (4, True)])
+def test_output_shapes_on_odd_matrix(coils, radial):
+    kspace, mask = random_input(2, coils, 37, 51)
+    with torch.no_grad():
+        out = build()(kspace, mask, num_acs=16, radial=radial)
+    assert out.image.shape == (2, 37, 51) and out.image.dtype == torch.float32
+    assert out.complex_image.shape == (2, 5, 37, 51) and out.complex_image.dtype == torch.complex64
+    assert out.sens.shape == (2, 5, coils, 37, 51)
+    assert len(out.features) == len(out.cascade_images) == TINY.cascades
+    assert out.features[0].shape == (2, TINY.denoiser.feature_dim[2], 40 // 8, 56 // 8)
+    assert torch.isfinite(out.image).all()
+    torch.testing.assert_close(rss(out.sens), torch.ones(2, 5, 37, 51), atol=1e-4, rtol=0)
+    torch.testing.assert_close(out.image, out.cascade_images[-1])
+    torch.testing.assert_close(out.image, out.complex_image[:, 2].abs(), atol=1e-4, rtol=1e-4)
+
+
+def test_single_repeated_frame_and_all_zero_input_stay_finite():
+    kspace, mask = random_input(1, 4, 20, 24)
+    kspace = kspace[:, 2:3].expand(1, 5, 4, 20, 24)  # nt = 1: the window repeats the only frame
+    with torch.no_grad():
+        generator = build()
+        assert torch.isfinite(generator(kspace, mask, 16, False).image).all()
+        assert torch.isfinite(generator(torch.zeros_like(kspace), mask, 16, False).image).all()
+
+
+def test_residual_connections_start_as_identity():
+    with_residual = build(TINY)
+    without = GenreGenerator(replace(TINY, residual=False)).eval()
+    missing, unexpected = without.load_state_dict(with_residual.state_dict(), strict=False)
+    assert not missing and unexpected and all(".residual." in key for key in unexpected)
+    kspace, mask = random_input(1, 4, 24, 32)
+    with torch.no_grad():
+        a = with_residual(kspace, mask, 16, False)
+        b = without(kspace, mask, 16, False)
+    torch.testing.assert_close(a.image, b.image)
+    # but they are live: perturbing a residual conv changes the output
+    with torch.no_grad():
+        with_residual.cascades[1].residual[0].weight.normal_()
+        assert not torch.allclose(with_residual(kspace, mask, 16, False).image, b.image)
+
+
+def test_prompts_are_saved_but_frozen():
+    generator = build()
+    names = [name for name, _ in generator.named_parameters()]
+    assert not any(name.endswith(".prompt") for name in names)
+    assert any(key.endswith("prompt3.prompt") for key in generator.state_dict())
+    trainable, total = parameter_counts(generator)
+    assert total - trainable == sum(b.numel() for b in generator.buffers()) > 0
+
+
+def test_paper_config_parameter_count():
+    with torch.device("meta"):
+        trainable, total = parameter_counts(GenreGenerator(PRESETS["paper"]))
+    assert abs(trainable - 95.9e6) / 95.9e6 < 0.05
+    assert abs(total - 109.6e6) / 109.6e6 < 0.05
+
+
+def test_small_config_flop_budget():
+    flops = flops_per_output_slice(PRESETS["small"], coils=10, height=204, width=448)
+    assert 0.01e12 < flops <= 0.05e12
+
+
+def test_gradient_checkpointing_matches_and_backpropagates():
+    generator = build().train()
+    kspace, mask = random_input(1, 4, 16, 24)
+    plain = generator(kspace, mask, 16, False).image
+    generator.gradient_checkpointing = True
+    checkpointed = generator(kspace, mask, 16, False).image
+    torch.testing.assert_close(plain, checkpointed)
+    checkpointed.sum().backward()
+    assert generator.cascades[0].eta.grad is not None and torch.isfinite(generator.cascades[0].eta.grad)
+
+
+def test_physics_stays_fp32_under_autocast():
+    kspace, mask = random_input(1, 4, 16, 24)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = build()(kspace, mask, 16, False)
+    assert out.complex_image.dtype == torch.complex64 and out.sens.dtype == torch.complex64
+    assert out.image.dtype == torch.float32 and torch.isfinite(out.image).all()
+
+
+def test_config_round_trip_and_errors():
+    for config in PRESETS.values():
+        as_json = json.loads(json.dumps(config_asdict(config)))  # tuples become lists
+        assert config_from_dict(as_json) == config
+    with pytest.raises(ConfigError, match="unknown keys"):
+        config_from_dict({**config_asdict(TINY), "bogus": 1})
+    with pytest.raises(ValueError):
+        replace(TINY, adjacent_frames=4)
+
+
+def test_checkpoint_round_trip_reproduces_outputs(tmp_path):
+    generator = build(seed=3)
+    path = tmp_path / "weights" / "g.pt"
+    sha = save_generator(path, TINY, generator.state_dict(), {"step": 7, "data": "random"})
+    record = json.loads(path.with_suffix(".json").read_text())
+    assert record["sha256"] == sha and record["step"] == 7
+    loaded, loaded_record = load_generator(path)
+    assert loaded_record["data"] == "random" and loaded.config == TINY and not loaded.training
+    kspace, mask = random_input(1, 4, 21, 30)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(kspace, mask, 16, True).image, generator(kspace, mask, 16, True).image)
+
+
+def test_tampered_or_unrecorded_checkpoint_is_refused(tmp_path):
+    path = tmp_path / "g.pt"
+    save_generator(path, TINY, build().state_dict(), {})
+    data = bytearray(path.read_bytes())
+    data[-100] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(WeightsError, match="sha256"):
+        load_generator(path)
+    path.with_suffix(".json").unlink()
+    with pytest.raises(WeightsUnavailable, match="record"):
+        load_generator(path)
+    with pytest.raises(WeightsError, match="not found"):
+        load_generator(tmp_path / "absent.pt")
+
+
+def test_info_cli_prints_counts(capsys):
+    assert model_cli(["info", "--config", "tiny"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    with torch.device("meta"):
+        trainable, total = parameter_counts(GenreGenerator(TINY))
+    assert info["config"] == "tiny" and info["trainable_params"] == trainable and info["total_params"] == total
+    assert info["flops_per_output_slice"] == flops_per_output_slice(TINY, 10, 246, 512)

@@ -1,0 +1,125 @@
+"""predict.py: exit codes, options, and end-to-end runs on the sample trees of every challenge year, re-checked
+independently against the ground-truth shapes with scipy.io.loadmat."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.io
+
+import predict
+from challenge.sample_data import build_sample_trees
+from tests.test_runner import SHAPE, expected_full_shape, files_under, snapshot, write_case
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def small_tree(tmp_path):
+    root = tmp_path / "input"
+    return root, [write_case(root, patient="P001", seed=1), write_case(root, patient="P002", seed=2)]
+
+
+def test_success_exits_zero_and_prints_the_report(small_tree, tmp_path, capsys):
+    root, cases = small_tree
+    out = tmp_path / "out"
+    code = predict.main(["--input", str(root), "--output", str(out), "--method", "zerofilled", "--device", "cpu"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "success rate w = 2/2" in printed and "exit code 0" in printed
+    for case in cases:
+        image = scipy.io.loadmat(out / case["output"])["img4ranking"]
+        assert image.dtype == np.float32 and image.shape == expected_full_shape(SHAPE)
+    assert json.loads((out / "run_report.json").read_text())["primary_method"] == "zerofilled"
+
+
+def test_failure_exits_one(small_tree, tmp_path):
+    root, cases = small_tree
+    cases[0]["input"].write_bytes(b"garbage")
+    code = predict.main(["--input", str(root), "--output", str(tmp_path / "out"), "--method", "zerofilled"])
+    assert code == 1
+
+
+def test_unwritable_output_exits_two(small_tree, tmp_path, capsys):
+    root, _ = small_tree
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    code = predict.main(["--input", str(root), "--output", str(blocker / "out"), "--method", "zerofilled"])
+    assert code == 2
+    assert "not writable" in capsys.readouterr().out
+
+
+def test_missing_input_root_exits_two(tmp_path):
+    assert predict.main(["--input", str(tmp_path / "nothing"), "--output", str(tmp_path / "out")]) == 2
+
+
+def test_missing_weights_fall_back_to_cgsense(small_tree, tmp_path, capsys):
+    root, _ = small_tree
+    out = tmp_path / "out"
+    code = predict.main(["--input", str(root), "--output", str(out), "--weights", str(tmp_path / "none.pt"),
+                         "--device", "cpu"])
+    assert code == 0
+    saved = json.loads((out / "run_report.json").read_text())
+    assert saved["requested_method"] == "genre" and saved["primary_method"] == "cgsense"
+    assert "none.pt" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("shard", ["2/2", "a/b", "1"])
+def test_bad_shard_is_a_usage_error(shard):
+    with pytest.raises(SystemExit) as exit_info:
+        predict.parse_args(["--shard", shard])
+    assert exit_info.value.code == 2
+
+
+def test_options_are_parsed():
+    args = predict.parse_args(["--shard", "1/4", "--resume", "--crop", "--amp", "--batch-size", "3"])
+    assert args.shard == (1, 4) and args.resume and args.crop and args.amp and args.batch_size == 3
+    defaults = predict.parse_args([])
+    assert defaults.input == Path("/input") and defaults.output == Path("/output")
+    assert defaults.method == "genre" and defaults.shard is None and defaults.device == "auto"
+
+
+# --------------------------------------------------------------------------------------------------------
+# end to end on the sample trees, as the container runs it
+
+@pytest.fixture(scope="module")
+def sample_trees(tmp_path_factory):
+    root = tmp_path_factory.mktemp("samples")
+    build_sample_trees(root, years=(2023, 2024, 2025), seed=0)
+    return root
+
+
+def recheck_against_ground_truth(out: Path, gt: Path) -> None:
+    """Every GT file has an output at the same relative path with key, float32, GT shape, finite values;
+    the output tree holds no other .mat file."""
+    gt_files = {f for f in files_under(gt) if f.endswith(".mat")}
+    assert gt_files
+    assert {f for f in files_under(out) if f.endswith(".mat")} == gt_files
+    for relative in gt_files:
+        reference = scipy.io.loadmat(gt / relative)["img4ranking"]
+        image = scipy.io.loadmat(out / relative)["img4ranking"]
+        assert image.dtype == np.float32, relative
+        assert image.shape == reference.shape, relative
+        assert np.isfinite(image).all() and image.any(), relative
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("year", [2023, 2024, 2025])
+@pytest.mark.parametrize("crop", [False, True], ids=["full", "crop"])
+def test_end_to_end_on_sample_tree(sample_trees, tmp_path, year, crop):
+    tree = sample_trees / str(year)
+    before = snapshot(tree / "input")
+    out = tmp_path / "out"
+    command = [sys.executable, str(REPO / "predict.py"), "--input", str(tree / "input"), "--output", str(out),
+               "--method", "cgsense", "--device", "cpu", *(["--crop"] if crop else [])]
+    finished = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=240)
+    assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
+    assert "exit code 0" in finished.stdout
+    recheck_against_ground_truth(out, tree / ("gt_crop" if crop else "gt_full"))
+    assert snapshot(tree / "input") == before
+    assert not [f for f in files_under(out) if not f.endswith(".mat") and f != "run_report.json"]
+    saved = json.loads((out / "run_report.json").read_text())
+    assert saved["success_rate"] == 1.0 and saved["files_total"] == len(
+        [f for f in files_under(tree / ("gt_crop" if crop else "gt_full")) if f.endswith(".mat")])

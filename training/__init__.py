@@ -1,0 +1,1 @@
+"""Training GENRE-CMR: data, losses, CoV weighting, adversarial loop, DDP."""

@@ -1,0 +1,76 @@
+"""`python -m training --data TREE --run RUN_DIR [--preset cpu] [--no-ear --no-sda --no-residual --no-adv]`
+
+Trains GENRE-CMR on a CMRxRecon-format training tree (build one with `python -m training.build_data`).
+Under `torchrun --nproc_per_node N` the same command runs DistributedDataParallel training.
+"""
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+from training.config import PRESETS, TrainConfig
+from training.trainer import Trainer
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, required=True, help="training tree root")
+    parser.add_argument("--run", type=Path, required=True, help="run directory (logs, checkpoints)")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
+    parser.add_argument("--model", help="model.config preset (overrides the training preset's)")
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--steps-per-epoch", type=int)
+    parser.add_argument("--lr", type=float)
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--amp", action="store_true", help="fp16 autocast for the networks on CUDA")
+    parser.add_argument("--max-minutes", type=float, help="stop after this wall time (checkpoint kept)")
+    parser.add_argument("--resume", action="store_true", help="continue from RUN/last.pt")
+    parser.add_argument("--export", type=Path, help="write the trained generator (+ .json record) here")
+    for name in ("ear", "sda", "residual", "adv"):
+        parser.add_argument(f"--no-{name}", action="store_true", help=f"ablation: switch {name} off")
+    return parser.parse_args(argv)
+
+
+def build_config(args: argparse.Namespace) -> TrainConfig:
+    overrides = {"model": args.model, "epochs": args.epochs, "steps_per_epoch": args.steps_per_epoch,
+                 "lr": args.lr, "seed": args.seed}
+    config = dataclasses.replace(PRESETS[args.preset], **{k: v for k, v in overrides.items() if v is not None})
+    return dataclasses.replace(config, use_ear=not args.no_ear, use_sda=not args.no_sda,
+                               residual=not args.no_residual, use_adv=not args.no_adv,
+                               amp=args.amp or config.amp)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    device = args.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and "LOCAL_RANK" in os.environ:
+        device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
+    config = build_config(args)
+    trainer = Trainer(config, args.data, args.run, device=device)
+    if args.resume:
+        checkpoint = args.run / "last.pt"
+        if not checkpoint.exists():
+            print(f"--resume: no checkpoint at {checkpoint}", file=sys.stderr)
+            return 2
+        trainer.load_checkpoint(checkpoint)
+    result = trainer.fit(max_minutes=args.max_minutes)
+    if trainer.dist.is_main:
+        print(json.dumps(result["history"][-1]))
+        if args.export:
+            sha = trainer.export_generator(args.export, {"command": " ".join(sys.argv)})
+            print(f"exported {args.export} sha256 {sha}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

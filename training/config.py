@@ -1,0 +1,70 @@
+"""Typed training configuration (stored in every training checkpoint and in the shipped weights' record)."""
+from dataclasses import asdict, dataclass
+
+
+@dataclass
+class TrainConfig:
+    """Defaults follow method.md §9 (paper values) unless noted.
+
+    The curriculum is a list of (first epoch, accelerations sampled uniformly from then on): AF 8, then 8/16,
+    then 8/16/24 (method.md §12 #17).
+    """
+
+    model: str = "small"                       # a model.config preset name
+    epochs: int = 20
+    steps_per_epoch: int = 500
+    lr: float = 2e-3                           # paper; method.md §12 #18 notes a 10x-typo risk
+    weight_decay: float = 0.1
+    grad_clip: float = 0.1
+    lr_step_epochs: int = 11
+    lr_gamma: float = 0.1
+    d_lr: float = 2e-4
+    d_betas: tuple[float, float] = (0.5, 0.999)
+    curriculum: tuple[tuple[int, tuple[int, ...]], ...] = ((0, (8,)), (5, (8, 16)), (10, (8, 16, 24)))
+    patterns: tuple[str, ...] = ("ktUniform", "ktGaussian", "ktRadial")
+    num_acs: int = 16
+    adjacent_frames: int = 5
+    use_ear: bool = True
+    use_sda: bool = True
+    use_adv: bool = True
+    residual: bool = True
+    unroll_steps: int = 5                      # Metz et al. unrolled D lookahead (0 = plain GAN)
+    gan_mode: str = "vanilla"
+    cov_mean_mode: str = "full"
+    val_samples: int = 24
+    val_fraction: float = 0.2
+    seed: int = 0
+    amp: bool = False                          # fp16 autocast on CUDA for the networks
+    log_every: int = 10
+
+    def accelerations(self, epoch: int) -> tuple[int, ...]:
+        """The curriculum's acceleration set at this epoch."""
+        current = self.curriculum[0][1]
+        for start, factors in self.curriculum:
+            if epoch >= start:
+                current = factors
+        return tuple(current)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        values = dict(values)
+        values["curriculum"] = tuple((int(s), tuple(int(r) for r in f)) for s, f in values["curriculum"])
+        values["patterns"] = tuple(values["patterns"])
+        values["d_betas"] = tuple(values["d_betas"])
+        return cls(**values)
+
+
+PRESETS = {
+    # the paper's schedule on the paper-size generator (GPU)
+    "paper": TrainConfig(model="paper", epochs=20, steps_per_epoch=5000),
+    # what ships from CPU-only hardware: the small generator on a short schedule
+    "cpu": TrainConfig(model="small", epochs=20, steps_per_epoch=150, lr=5e-4, weight_decay=0.01,
+                       grad_clip=1.0, unroll_steps=1, val_samples=24),
+    # a few minutes on CPU: shows the validation metric moving
+    "smoke": TrainConfig(model="tiny", epochs=3, steps_per_epoch=40, lr=1e-3, weight_decay=0.01,
+                         grad_clip=1.0, curriculum=((0, (8,)), (1, (8, 16)), (2, (8, 16, 24))),
+                         lr_step_epochs=100, unroll_steps=1, val_samples=8, log_every=5),
+}

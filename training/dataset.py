@@ -1,0 +1,157 @@
+"""CMRxRecon-format training trees: fully sampled k-space, masks drawn on the fly, 5-frame windows.
+
+Tree layout (the 2025 training layout, which names centre and vendor):
+``MultiCoil/{Modality}/TrainingSet/FullSample/{Center}/{Vendor}/P###/{base}.mat`` with key ``kspace_full``
+(or ``kspace``). The SDA domain of a file is its (centre, modality) pair.
+"""
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from challenge.masks import make_mask
+from challenge.matio import read_kspace
+from model.coils import rss
+from model.fftc import ifft2c
+from model.normalisation import kspace_scale
+from model.window import adjacent_frames
+
+CYCLIC_PREFIXES = ("cine", "aorta", "tagging")
+
+
+@dataclass(frozen=True)
+class TrainingFile:
+    path: Path
+    modality: str
+    center: str
+    vendor: str
+    patient: str
+    base: str
+
+    @property
+    def subject(self) -> str:
+        return f"{self.center}/{self.vendor}/{self.patient}"
+
+    @property
+    def domain_name(self) -> str:
+        return f"{self.center}:{self.modality}"
+
+    @property
+    def cyclic(self) -> bool:
+        return self.base.startswith(CYCLIC_PREFIXES)
+
+
+@dataclass
+class Sample:
+    """One training example (batch of 1), k-space already divided by its scale."""
+
+    masked_kspace: torch.Tensor   # (1, F, C, H, W) complex64
+    mask: torch.Tensor            # (1, F, 1, H, W) float32
+    full_kspace: torch.Tensor     # (1, C, H, W) complex64, centre frame
+    target: torch.Tensor          # (1, H, W) float32, RSS of the fully sampled centre frame
+    data_range: torch.Tensor      # (1,) float32, max of the target volume's RSS (SSIM range)
+    domain: int
+    radial: bool
+    pattern: str
+    acceleration: int
+
+
+def find_training_files(root: Path) -> list[TrainingFile]:
+    """Every fully sampled file of a training tree, sorted."""
+    files = []
+    for path in sorted(Path(root).rglob("*.mat")):
+        parts = path.relative_to(root).parts
+        if "FullSample" not in parts or path.name.startswith("._"):
+            continue
+        i = parts.index("FullSample")
+        if i < 2 or len(parts) - i != 5:
+            raise ValueError(f"{path}: not FullSample/<Center>/<Vendor>/<P###>/<file>.mat")
+        files.append(TrainingFile(path=path, modality=parts[i - 2], center=parts[i + 1], vendor=parts[i + 2],
+                                  patient=parts[i + 3], base=path.stem))
+    return files
+
+
+def split_by_subject(files: list[TrainingFile], val_fraction: float, seed: int
+                     ) -> tuple[list[TrainingFile], list[TrainingFile]]:
+    """Validation subjects drawn per domain so that every domain keeps training data where it can."""
+    rng = np.random.default_rng(seed)
+    val_subjects = set()
+    for domain in sorted({f.domain_name for f in files}):
+        subjects = sorted({f.subject for f in files if f.domain_name == domain})
+        n_val = int(round(val_fraction * len(subjects))) if len(subjects) > 1 else 0
+        val_subjects.update(rng.choice(subjects, size=n_val, replace=False).tolist() if n_val else [])
+    train = [f for f in files if f.subject not in val_subjects]
+    val = [f for f in files if f.subject in val_subjects]
+    return train, val
+
+
+class KspaceCache:
+    """Keeps the most recently used volumes in memory (training trees are small and re-read constantly)."""
+
+    def __init__(self, max_bytes: int = 4 << 30):
+        self.max_bytes = max_bytes
+        self._volumes: OrderedDict[Path, np.ndarray] = OrderedDict()
+
+    def get(self, path: Path) -> np.ndarray:
+        if path in self._volumes:
+            self._volumes.move_to_end(path)
+            return self._volumes[path]
+        kspace = read_kspace(path).kspace
+        self._volumes[path] = kspace
+        while sum(v.nbytes for v in self._volumes.values()) > self.max_bytes and len(self._volumes) > 1:
+            self._volumes.popitem(last=False)
+        return kspace
+
+
+class WindowSampler:
+    """Draws (file, slice, frame, pattern, R) with balanced domains and builds the 5-frame sample."""
+
+    def __init__(self, files: list[TrainingFile], domains: list[str], patterns: tuple[str, ...],
+                 num_acs: int, window: int = 5, cache: KspaceCache | None = None):
+        if not files:
+            raise ValueError("no training files")
+        self.domains = domains
+        self.by_domain = {d: [f for f in files if f.domain_name == d] for d in domains}
+        self.by_domain = {d: fs for d, fs in self.by_domain.items() if fs}
+        self.patterns = patterns
+        self.num_acs = num_acs
+        self.window = window
+        self.cache = cache or KspaceCache()
+
+    def draw(self, rng: np.random.Generator, accelerations: tuple[int, ...]) -> Sample:
+        domain = list(self.by_domain)[rng.integers(len(self.by_domain))]
+        candidates = self.by_domain[domain]
+        file = candidates[rng.integers(len(candidates))]
+        kspace = self.cache.get(file.path)
+        nt, nz = kspace.shape[:2]
+        z, t = int(rng.integers(nz)), int(rng.integers(nt))
+        pattern = self.patterns[rng.integers(len(self.patterns))]
+        factor = int(accelerations[rng.integers(len(accelerations))])
+        return self.build(file, kspace, z, t, pattern, factor, rng)
+
+    def build(self, file: TrainingFile, kspace: np.ndarray, z: int, t: int, pattern: str, factor: int,
+              rng: np.random.Generator) -> Sample:
+        nt, _, _, ny, nx = kspace.shape
+        frames = adjacent_frames(t, nt, self.window, cyclic=file.cyclic)
+        mask = make_mask(pattern, nt, ny, nx, factor, self.num_acs, rng)[frames]          # (F, ny, nx)
+        full = torch.from_numpy(np.ascontiguousarray(kspace[frames, z]))                 # (F, C, ny, nx)
+        mask_t = torch.from_numpy(mask.astype(np.float32))[:, None]                       # (F, 1, ny, nx)
+        masked = (full * mask_t)[None]
+        scale = kspace_scale(masked).reshape(-1)[0]
+        centre = len(frames) // 2
+        full_centre = full[centre][None] / scale
+        target = rss(ifft2c(full_centre))
+        volume_max = rss(ifft2c(torch.from_numpy(kspace[:, z]))).amax() / scale
+        return Sample(masked_kspace=masked / scale, mask=mask_t[None], full_kspace=full_centre,
+                      target=target.float(), data_range=volume_max.reshape(1).float(),
+                      domain=self.domains.index(file.domain_name), radial=pattern == "ktRadial",
+                      pattern=pattern, acceleration=factor)
+
+
+def fixed_validation_samples(sampler: WindowSampler, count: int, accelerations: tuple[int, ...],
+                             seed: int) -> list[Sample]:
+    """A fixed, seeded validation set over all patterns and the final curriculum's accelerations."""
+    rng = np.random.default_rng(seed + 10_000)
+    return [sampler.draw(rng, accelerations) for _ in range(count)]

@@ -1,0 +1,296 @@
+"""The GENRE-CMR training loop: generator + unrolled PatchGAN, fidelity/EAR/SDA/adversarial losses under CoV
+weighting, curriculum over acceleration, resume, DDP under torchrun (method.md §6-9)."""
+import dataclasses
+import csv
+import json
+import logging
+import os
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+from model.checkpoint import save_generator
+from model.config import preset
+from model.discriminator import DiscriminatorConfig, PatchDiscriminator
+from model.generator import GenreGenerator
+from training.adversarial import discriminator_loss, generator_adv_loss, unrolled_discriminator
+from training.config import TrainConfig
+from training.cov_weighting import CoVWeighting
+from training.dataset import (KspaceCache, Sample, WindowSampler, find_training_files,
+                              fixed_validation_samples, split_by_subject)
+from training.losses import (SDAMemory, ear_loss, image_l1, kspace_loss, predicted_centre_kspace,
+                             ssim_loss)
+
+log = logging.getLogger("genre.train")
+LOSS_NAMES = ("image", "kspace", "ssim", "ear", "sda", "adv")
+
+
+@dataclass
+class Distributed:
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: torch.device) -> Distributed:
+    """torchrun sets RANK/WORLD_SIZE: join the process group (gloo on CPU, nccl on CUDA)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size == 1:
+        return Distributed()
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return Distributed(rank=dist.get_rank(), world_size=dist.get_world_size())
+
+
+def psnr(pred: torch.Tensor, target: torch.Tensor, data_range: torch.Tensor) -> float:
+    mse = torch.mean((pred - target) ** 2)
+    return float(10 * torch.log10(data_range.reshape(()) ** 2 / mse.clamp_min(1e-20)))
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, data_root: Path, run_dir: Path, device: str = "cpu"):
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.device = torch.device(device)
+        self.dist = init_distributed(self.device)
+        torch.manual_seed(config.seed + self.dist.rank)
+        self.rng = np.random.default_rng(config.seed + self.dist.rank)
+
+        files = find_training_files(Path(data_root))
+        train_files, val_files = split_by_subject(files, config.val_fraction, config.seed)
+        self.domains = sorted({f.domain_name for f in files})
+        cache = KspaceCache()
+        self.train_sampler = WindowSampler(train_files, self.domains, config.patterns, config.num_acs,
+                                           config.adjacent_frames, cache)
+        final_factors = config.curriculum[-1][1]
+        self.val_samples = fixed_validation_samples(
+            WindowSampler(val_files or train_files, self.domains, config.patterns, config.num_acs,
+                          config.adjacent_frames, cache), config.val_samples, final_factors, config.seed)
+        self.data_summary = {
+            "root": str(data_root), "files": len(files), "train_files": len(train_files),
+            "val_files": len(val_files), "domains": self.domains,
+            "val_subjects": sorted({f.subject for f in val_files}),
+        }
+
+        model_config = dataclasses.replace(preset(config.model), residual=config.residual)
+        self.model_config = model_config
+        self.generator = GenreGenerator(model_config).to(self.device)
+        self.discriminator = PatchDiscriminator(DiscriminatorConfig()).to(self.device)
+        self.opt_g = torch.optim.AdamW([p for p in self.generator.parameters() if p.requires_grad],
+                                       lr=config.lr, weight_decay=config.weight_decay)
+        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=config.d_lr, betas=config.d_betas)
+        self.sched_g = torch.optim.lr_scheduler.StepLR(self.opt_g, config.lr_step_epochs, config.lr_gamma)
+        self.sched_d = torch.optim.lr_scheduler.StepLR(self.opt_d, config.lr_step_epochs, config.lr_gamma)
+        self.cov = CoVWeighting(list(self.active_losses()), mean_mode=config.cov_mean_mode)
+        self.sda = SDAMemory(num_domains=len(self.domains))
+        self.scaler = torch.amp.GradScaler("cuda", enabled=config.amp and self.device.type == "cuda")
+        self.epoch = 0
+        self.step = 0
+        self.history: list[dict] = []
+        self.started = time.time()
+
+        self.g_module = self.generator
+        if self.dist.world_size > 1:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.generator = DDP(self.generator, device_ids=ids, find_unused_parameters=True)
+            self.discriminator = DDP(self.discriminator, device_ids=ids)
+
+    def active_losses(self):
+        skip = {"ear": not self.config.use_ear, "sda": not self.config.use_sda, "adv": not self.config.use_adv}
+        return (name for name in LOSS_NAMES if not skip.get(name, False))
+
+    # ---------------------------------------------------------------------------------------------- steps
+    def to_device(self, sample: Sample) -> Sample:
+        moved = {k: (v.to(self.device) if isinstance(v, torch.Tensor) else v) for k, v in vars(sample).items()}
+        return Sample(**moved)
+
+    def autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.float16,
+                              enabled=self.config.amp and self.device.type == "cuda")
+
+    def generator_losses(self, sample: Sample, output, fake_logits_fn) -> dict[str, torch.Tensor | None]:
+        pred, target, data_range = output.image.float(), sample.target, sample.data_range
+        pred_kspace = predicted_centre_kspace(output.complex_image, output.sens)
+        losses: dict[str, torch.Tensor | None] = {
+            "image": image_l1(pred, target, data_range),
+            "kspace": kspace_loss(pred_kspace, sample.full_kspace),
+            "ssim": ssim_loss(pred, target, data_range),
+        }
+        if self.config.use_ear:
+            losses["ear"] = ear_loss(pred, target, data_range)
+        if self.config.use_sda:
+            losses["sda"] = self.sda.loss(output.features, sample.domain)
+        if self.config.use_adv:
+            losses["adv"] = generator_adv_loss(fake_logits_fn(pred / data_range.reshape(-1, 1, 1)),
+                                               self.config.gan_mode)
+        return losses
+
+    def train_step(self, sample: Sample) -> dict[str, float]:
+        sample = self.to_device(sample)
+        self.generator.train()
+        with self.autocast():
+            output = self.generator(sample.masked_kspace, sample.mask, self.config.num_acs, sample.radial)
+        real = (sample.target / sample.data_range.reshape(-1, 1, 1))[:, None]
+        fake = (output.image.float() / sample.data_range.reshape(-1, 1, 1))[:, None]
+
+        record: dict[str, float] = {}
+        lookahead = self.d_module
+        if self.config.use_adv:
+            # D step on the current pair, then (Metz) a first-order lookahead copy for the generator's loss.
+            self.opt_d.zero_grad(set_to_none=True)
+            d_loss = discriminator_loss(self.discriminator(real), self.discriminator(fake.detach()),
+                                        self.config.gan_mode)
+            d_loss.backward()
+            self.opt_d.step()
+            record["d_loss"] = float(d_loss)
+            if self.config.unroll_steps > 0:
+                lookahead = unrolled_discriminator(self.d_module, self.opt_d, real, fake.detach(),
+                                                   steps=self.config.unroll_steps)
+            for p in lookahead.parameters():
+                p.requires_grad_(False)
+
+        losses = self.generator_losses(sample, output, lambda image: lookahead(image[:, None]))
+        total, weights = self.cov(losses)
+        self.opt_g.zero_grad(set_to_none=True)
+        self.scaler.scale(total).backward()
+        self.scaler.unscale_(self.opt_g)
+        torch.nn.utils.clip_grad_norm_(self.g_module.parameters(), self.config.grad_clip)
+        self.scaler.step(self.opt_g)
+        self.scaler.update()
+        if self.config.use_adv:
+            for p in self.d_module.parameters():
+                p.requires_grad_(True)
+        if self.config.use_sda:
+            self.sda.update([f.detach() for f in output.features], sample.domain)
+
+        record.update({f"loss_{k}": (float(v) if v is not None else float("nan")) for k, v in losses.items()})
+        record.update({f"w_{k}": float(v) for k, v in weights.items()})
+        record["total"] = float(total)
+        return record
+
+    @property
+    def d_module(self):
+        return getattr(self.discriminator, "module", self.discriminator)
+
+    @torch.inference_mode()
+    def validate(self) -> dict[str, float]:
+        self.g_module.eval()
+        ssims, psnrs = [], []
+        for sample in self.val_samples:
+            sample = self.to_device(sample)
+            with self.autocast():
+                output = self.g_module(sample.masked_kspace, sample.mask, self.config.num_acs, sample.radial)
+            pred = output.image.float()
+            ssims.append(1 - float(ssim_loss(pred, sample.target, sample.data_range)))
+            psnrs.append(psnr(pred, sample.target, sample.data_range))
+        return {"val_ssim": float(np.mean(ssims)), "val_psnr": float(np.mean(psnrs))}
+
+    # ----------------------------------------------------------------------------------------- the loop
+    def fit(self, max_minutes: float | None = None) -> dict:
+        cfg = self.config
+        log_path = self.run_dir / "train_log.csv"
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.dist.is_main and self.epoch == 0 and not self.history:
+            self.history.append({"epoch": 0, "step": 0, **self.validate()})
+            log.info("initial validation: %s", self.history[-1])
+        deadline = None if max_minutes is None else self.started + 60 * max_minutes
+        writer_file = open(log_path, "a", newline="") if self.dist.is_main else None
+        writer = None
+        try:
+            while self.epoch < cfg.epochs:
+                factors = cfg.accelerations(self.epoch)
+                bar = tqdm(range(cfg.steps_per_epoch), desc=f"epoch {self.epoch + 1}/{cfg.epochs} R{factors}",
+                           disable=not self.dist.is_main, leave=False)
+                for _ in bar:
+                    sample = self.train_sampler.draw(self.rng, factors)
+                    record = self.train_step(sample)
+                    self.step += 1
+                    if writer_file is not None:
+                        row = {"epoch": self.epoch, "step": self.step, "pattern": sample.pattern,
+                               "acceleration": sample.acceleration, **record}
+                        if writer is None:
+                            writer = csv.DictWriter(writer_file, fieldnames=list(row), extrasaction="ignore")
+                            if writer_file.tell() == 0:
+                                writer.writeheader()
+                        writer.writerow(row)
+                    if self.step % cfg.log_every == 0:
+                        bar.set_postfix(total=f"{record['total']:.4f}", ssim=f"{record['loss_ssim']:.4f}")
+                    if deadline is not None and time.time() > deadline:
+                        break
+                self.sched_g.step()
+                self.sched_d.step()
+                self.epoch += 1
+                if self.dist.is_main:
+                    metrics = {"epoch": self.epoch, "step": self.step, **self.validate(),
+                               "lr": self.opt_g.param_groups[0]["lr"], "minutes": (time.time() - self.started) / 60}
+                    self.history.append(metrics)
+                    log.info("epoch %d: %s", self.epoch, metrics)
+                    (self.run_dir / "metrics.json").write_text(json.dumps(self.history, indent=2))
+                    self.save_checkpoint(self.run_dir / "last.pt")
+                if deadline is not None and time.time() > deadline:
+                    log.info("time budget reached after %d steps", self.step)
+                    break
+        finally:
+            if writer_file is not None:
+                writer_file.close()
+        return {"history": self.history, "steps": self.step}
+
+    # ------------------------------------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict:
+        return {
+            "train_config": self.config.to_dict(), "epoch": self.epoch, "step": self.step,
+            "generator": self.g_module.state_dict(), "discriminator": self.d_module.state_dict(),
+            "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
+            "sched_g": self.sched_g.state_dict(), "sched_d": self.sched_d.state_dict(),
+            "cov": self.cov.state_dict(), "sda": self.sda.state_dict(), "history": json.dumps(self.history),
+            "torch_rng": torch.get_rng_state(), "numpy_rng": json.dumps(self.rng.bit_generator.state),
+            "elapsed": time.time() - self.started,
+        }
+
+    def save_checkpoint(self, path: Path) -> None:
+        tmp = path.with_suffix(".tmp")
+        torch.save(self.state_dict(), tmp)
+        os.replace(tmp, path)
+
+    def load_checkpoint(self, path: Path) -> None:
+        state = torch.load(path, map_location=self.device, weights_only=True)
+        self.g_module.load_state_dict(state["generator"])
+        self.d_module.load_state_dict(state["discriminator"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        self.sched_g.load_state_dict(state["sched_g"])
+        self.sched_d.load_state_dict(state["sched_d"])
+        self.cov.load_state_dict(state["cov"])
+        self.sda.load_state_dict(state["sda"])
+        self.history = json.loads(state["history"])
+        torch.set_rng_state(state["torch_rng"])
+        self.rng.bit_generator.state = json.loads(state["numpy_rng"])
+        self.epoch, self.step = int(state["epoch"]), int(state["step"])
+        self.started = time.time() - float(state["elapsed"])
+
+    def export_generator(self, path: Path, extra_record: dict | None = None) -> str:
+        """Write the shipped-weights file with its training record (config, data, steps, time, metrics)."""
+        record = {
+            "train_config": self.config.to_dict(), "data": self.data_summary, "steps": self.step,
+            "epochs": self.epoch, "wall_time_minutes": round((time.time() - self.started) / 60, 2),
+            "hardware": hardware_description(self.device), "world_size": self.dist.world_size,
+            "seed": self.config.seed, "validation": self.history,
+            "loss_log": str(self.run_dir / "train_log.csv"), **(extra_record or {}),
+        }
+        return save_generator(path, self.model_config, self.g_module.state_dict(), record)
+
+
+def hardware_description(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
