@@ -36,6 +36,30 @@ test-fast:
 docker-smoke:
 	bash scripts/docker_smoke.sh
 
+## train-smoke: a tiny generator for a few minutes on CPU; fails unless validation SSIM improves
+train-smoke:
+	[ -d data/train-smoke/train ] || $(PYTHON) -m training.build_data data/train-smoke --realisations 1 --phantoms 2
+	rm -rf $(OUT)/train-smoke
+	$(PYTHON) -m training --data data/train-smoke/train --run-dir $(OUT)/train-smoke --preset smoke
+	$(PYTHON) -m training.report $(OUT)/train-smoke --require-improvement
+
+## train: the configuration that ships (preset cpu here; TRAIN_PRESET=paper on a GPU), exported to weights/
+TRAIN_PRESET ?= cpu
+TRAIN_ARGS ?=
+train:
+	[ -d data/genre/train ] || $(PYTHON) -m training.build_data data/genre
+	$(PYTHON) -m training --data data/genre/train --run-dir runs/genre-$(TRAIN_PRESET) --preset $(TRAIN_PRESET) \
+	  --export weights/genre_cmr.pt $(TRAIN_ARGS)
+
+## eval: held-out trees, predict with genre / cgsense / zerofilled, 2024 metric; writes docs/results.md
+eval:
+	[ -d data/genre/eval ] || $(PYTHON) -m training.build_data data/genre
+	$(PYTHON) -m benchmarks.evaluate --data data/genre --out $(OUT)/eval --results docs/results.md
+
+## faults: build a tree of damaged inputs, run predict.py over it, check every outcome
+faults:
+	$(PYTHON) -m challenge.fault_tree --run $(OUT)/faults
+
 ## bench: model cost/speed and predict.py throughput; results go to docs/benchmarks.md
 bench:
 	$(PYTHON) -m benchmarks.bench_model --out docs/benchmarks.md

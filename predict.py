@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         report = run(options)
     except RunSetupError as error:
-        logging.getLogger("predict").error("%s", error)
+        print(f"ERROR: {error}", flush=True)     # stdout: the organisers' only log
         return 2
     print(report.format_text(), flush=True)
     return report.exit_code

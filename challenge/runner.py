@@ -14,6 +14,7 @@ import gc
 import logging
 import os
 import queue
+import re
 import tempfile
 import threading
 import time
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 FALLBACK_METHODS = ("cgsense", "zerofilled")
 ReconstructorFactory = Callable[[str], Reconstructor]
 
+_TEMPORARY_NAME = re.compile(r"^\.(?P<target>.+\.mat)\.\d+\.tmp$")
 _DONE = object()           # end-of-stream marker on the queues
 _QUEUE_POLL_S = 0.5
 
@@ -87,7 +89,7 @@ def run(options: RunOptions, reconstructor_factory: ReconstructorFactory | None 
         report.error = f"no files to reconstruct found under {input_root}"
         log.error(report.error)
 
-    remove_temporary_files(output_root, None if shard[1] == 1 else mine)
+    remove_temporary_files(output_root, input_root, shard, mine)
     todo = []
     for job in mine:
         resumed = _resumed_result(job, output_root, options.crop) if options.resume else None
@@ -99,7 +101,7 @@ def run(options: RunOptions, reconstructor_factory: ReconstructorFactory | None 
         chain = MethodChain(options.method, factory, report.notes)
         report.primary_method = chain.primary
         report.files.extend(_Pipeline(options, chain).run(todo))
-    remove_temporary_files(output_root, None if shard[1] == 1 else mine)
+    remove_temporary_files(output_root, input_root, shard, mine)
 
     report.files.sort(key=lambda result: result.input_relative)
     report.seconds = time.monotonic() - started
@@ -129,24 +131,39 @@ def shard_from_environment() -> tuple[int, int]:
     return (int(os.environ.get("RANK", "0")), world_size) if world_size > 1 else (0, 1)
 
 
-def remove_temporary_files(output_root: Path, jobs: list[rules.Job] | None) -> int:
-    """Delete temp files of interrupted writes: anywhere in the output tree (jobs None), or only those
-    beside this shard's outputs (other shards may be writing theirs right now). Returns how many."""
-    if jobs is None:
-        candidates = (Path(folder) / name for folder, _, names in os.walk(output_root) for name in names)
+def remove_temporary_files(output_root: Path, input_root: Path, shard: tuple[int, int],
+                           jobs: list[rules.Job]) -> int:
+    """Delete temp files of interrupted writes: anywhere in the output tree for a single process, only
+    those beside this shard's outputs when several shards share the tree (the others may be writing now).
+    Never looks into the input root, even when it lies inside the output root. Returns how many."""
+    if shard[1] == 1:
+        candidates = [path for path in _files_outside(output_root, input_root.resolve())
+                      if temporary_target(path) is not None]
     else:
-        folders = {(output_root / job.output_relative).parent for job in jobs}
-        outputs = {(output_root / job.output_relative).name for job in jobs}
-        candidates = (path for folder in folders if folder.is_dir() for path in folder.iterdir()
-                      if matio.temporary_target(path) in outputs)
+        outputs = {output_root / job.output_relative for job in jobs}
+        candidates = [path for folder in {output.parent for output in outputs} if folder.is_dir()
+                      for path in folder.iterdir() if temporary_target(path) in outputs]
+    candidates.append(output_root / (report_name(shard) + ".tmp"))
     removed = 0
     for path in candidates:
-        if matio.is_temporary(path) or path.name == report_name((0, 1)) + ".tmp":
-            path.unlink(missing_ok=True)
+        if path.is_file():
+            path.unlink()
             removed += 1
     if removed:
         log.info("removed %d temporary files of an earlier run from %s", removed, output_root)
     return removed
+
+
+def temporary_target(path: Path) -> Path | None:
+    """The output a temp file of matio's atomic writes (``.{name}.{pid}.tmp``) was meant for, else None."""
+    match = _TEMPORARY_NAME.match(path.name)
+    return path.with_name(match["target"]) if match else None
+
+
+def _files_outside(root: Path, excluded: Path):
+    for folder, subfolders, names in os.walk(root):
+        subfolders[:] = [name for name in subfolders if (Path(folder) / name).resolve() != excluded]
+        yield from (Path(folder) / name for name in names)
 
 
 class MethodChain:
@@ -257,6 +274,7 @@ class _FileWork:
     fallback_reasons: list[str] = field(default_factory=list)
     has_data: bool = False
     failed: bool = False
+    finished: bool = False                                    # handed to the writer
 
 
 @dataclass
@@ -315,12 +333,16 @@ class _Pipeline:
                 nt, nz, _, ny, nx = work.shape
                 work.image = np.zeros((nt, nz, ny, nx), np.float32)
                 self.progress.start_file(nz, work.result.input_relative)
-            if not work.failed:
-                self._reconstruct_slab(item)
             last = item.index == item.count - 1
-            del item                       # free the slab's k-space before waiting for the next one
-            if last and not work.failed:
-                self._finish(work)
+            try:
+                if not work.failed:
+                    self._reconstruct_slab(item)
+                del item                   # free the slab's k-space before waiting for the next one
+                if last and not work.failed:
+                    self._finish(work)
+            except Exception as error:     # one file's surprise must not end the run
+                log.exception("%s: unexpected error", work.result.input_relative)
+                self._fail(work, f"unexpected error: {type(error).__name__}: {error}")
 
     def _reconstruct_slab(self, slab: _Slab) -> None:
         work = slab.work
@@ -361,9 +383,12 @@ class _Pipeline:
         work.result.outcome = BY_FALLBACK if fell_back else BY_MODEL
         work.result.method = "+".join(work.methods)
         work.result.reason = "; ".join(work.fallback_reasons) or None
+        work.finished = True
         self._put_write((work, np.asarray(output, dtype=np.float32), expected))
 
     def _fail(self, work: _FileWork, reason: str) -> None:
+        if work.failed or work.finished:
+            return
         work.failed = True
         work.image = None
         work.result.outcome, work.result.method, work.result.reason = FAILED, None, reason
@@ -379,7 +404,12 @@ class _Pipeline:
             for work in works:
                 if self.stop.is_set():
                     return
-                self._read_file(work)
+                try:
+                    self._read_file(work)
+                except Exception as error:  # never leave the main thread waiting for a file
+                    log.exception("%s: unexpected error while reading", work.result.input_relative)
+                    self._put_read(_ReadFailure(work, f"unexpected error while reading {work.job.input_path}: "
+                                                      f"{type(error).__name__}: {error}"))
         finally:
             self._put_read(_DONE)
 

@@ -94,7 +94,7 @@ class PromptBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weights = F.softmax(self.selector(x.mean(dim=(-2, -1))), dim=1)           # (B, L)
-        prompt = (weights[:, :, None, None, None] * self.prompt.to(x.dtype)).sum(dim=1)  # (B, D, S, S)
+        prompt = (weights[:, :, None, None, None] * self.prompt).sum(dim=1)  # (B, D, S, S)
         prompt = F.interpolate(prompt, size=x.shape[-2:], mode="bilinear", align_corners=False)
         return self.conv(prompt)
 

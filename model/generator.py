@@ -69,7 +69,7 @@ class Cascade(nn.Module):
         if self.n_buffer:
             latent = out[:, 2 * self.frames:3 * self.frames]
         with fp32_region(x.device):
-            x_next = x - self.eta.float() * gradient - update.to(torch.complex64)
+            x_next = x - self.eta * gradient - update
         return x_next, latent, features
 
 

@@ -74,7 +74,8 @@ class NormPromptUnet(nn.Module):
 
     Real channels are all real parts then all imaginary parts (upstream order). Each sample is normalised by
     one mean and one (unbiased) std over all channels and pixels, zero-padded to multiples of 8, and
-    de-normalised after the crop (so an all-zero input gives an all-zero output). The UNet runs in whatever autocast the caller set; the output is float32.
+    de-normalised after the crop (so an all-zero input gives an all-zero output). The UNet runs in whatever
+    autocast the caller set; the output is complex64.
     """
 
     def __init__(self, in_complex: int, out_complex: int, config: UnetConfig):

@@ -10,7 +10,6 @@ import pytest
 import scipy.io
 
 import predict
-from challenge.sample_data import build_sample_trees
 from tests.test_runner import SHAPE, expected_full_shape, files_under, snapshot, write_case
 
 REPO = Path(__file__).resolve().parent.parent
@@ -86,6 +85,8 @@ def test_options_are_parsed():
 
 @pytest.fixture(scope="module")
 def sample_trees(tmp_path_factory):
+    from challenge.sample_data import build_sample_trees
+
     root = tmp_path_factory.mktemp("samples")
     build_sample_trees(root, years=(2023, 2024, 2025), seed=0)
     return root

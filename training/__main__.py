@@ -1,4 +1,4 @@
-"""`python -m training --data TREE --run RUN_DIR [--preset cpu] [--no-ear --no-sda --no-residual --no-adv]`
+"""`python -m training --data TREE --run-dir RUN_DIR [--preset cpu] [--no-ear --no-sda --no-residual --no-adv]`
 
 Trains GENRE-CMR on a CMRxRecon-format training tree (build one with `python -m training.build_data`).
 Under `torchrun --nproc_per_node N` the same command runs DistributedDataParallel training.
@@ -21,7 +21,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True, help="training tree root")
-    parser.add_argument("--run", type=Path, required=True, help="run directory (logs, checkpoints)")
+    parser.add_argument("--run-dir", type=Path, required=True, help="run directory (logs, checkpoints)")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
     parser.add_argument("--model", help="model.config preset (overrides the training preset's)")
     parser.add_argument("--epochs", type=int)
@@ -31,7 +31,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--amp", action="store_true", help="fp16 autocast for the networks on CUDA")
     parser.add_argument("--max-minutes", type=float, help="stop after this wall time (checkpoint kept)")
-    parser.add_argument("--resume", action="store_true", help="continue from RUN/last.pt")
+    parser.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt")
     parser.add_argument("--export", type=Path, help="write the trained generator (+ .json record) here")
     for name in ("ear", "sda", "residual", "adv"):
         parser.add_argument(f"--no-{name}", action="store_true", help=f"ablation: switch {name} off")
@@ -56,9 +56,9 @@ def main(argv=None) -> int:
     if device == "cuda" and "LOCAL_RANK" in os.environ:
         device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
     config = build_config(args)
-    trainer = Trainer(config, args.data, args.run, device=device)
+    trainer = Trainer(config, args.data, args.run_dir, device=device)
     if args.resume:
-        checkpoint = args.run / "last.pt"
+        checkpoint = args.run_dir / "last.pt"
         if not checkpoint.exists():
             print(f"--resume: no checkpoint at {checkpoint}", file=sys.stderr)
             return 2

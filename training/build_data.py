@@ -130,7 +130,8 @@ def build_all(out: Path, seed: int = 0, realisations: int = 3, phantoms_per_cont
     try:
         real = real_series(rng)
     except RealDataMissing as error:
-        raise SystemExit(f"build_data needs the real cine anatomy: {error}") from None
+        log.warning("no real cine anatomy (%s): phantom data only, no seen/unseen-centre evaluation", error)
+        real = {"train": [], "seen": [], "unseen_centre": []}
     train = real["train"] + phantom_group("cine", phantoms_per_contrast, rng, 1) \
         + phantom_group("T1map", phantoms_per_contrast, rng, 101) + phantom_group("T2map", phantoms_per_contrast, rng, 201)
     summary = {

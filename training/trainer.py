@@ -24,6 +24,7 @@ from training.config import TrainConfig
 from training.cov_weighting import CoVWeighting
 from training.dataset import (KspaceCache, Sample, WindowSampler, find_training_files,
                               fixed_validation_samples, split_by_subject)
+from training.report import epoch_curves
 from training.losses import (SDAMemory, ear_loss, image_l1, kspace_loss, predicted_centre_kspace,
                              ssim_loss)
 
@@ -152,7 +153,7 @@ class Trainer:
                                         self.config.gan_mode)
             d_loss.backward()
             self.opt_d.step()
-            record["d_loss"] = float(d_loss)
+            record["d_loss"] = d_loss.item()
             if self.config.unroll_steps > 0:
                 lookahead = unrolled_discriminator(self.d_module, self.opt_d, real, fake.detach(),
                                                    steps=self.config.unroll_steps)
@@ -228,7 +229,8 @@ class Trainer:
                     if deadline is not None and time.time() > deadline:
                         break
                 self.sched_g.step()
-                self.sched_d.step()
+                if cfg.use_adv:
+                    self.sched_d.step()
                 self.epoch += 1
                 if self.dist.is_main:
                     metrics = {"epoch": self.epoch, "step": self.step, **self.validate(),
@@ -284,8 +286,8 @@ class Trainer:
             "train_config": self.config.to_dict(), "data": self.data_summary, "steps": self.step,
             "epochs": self.epoch, "wall_time_minutes": round((time.time() - self.started) / 60, 2),
             "hardware": hardware_description(self.device), "world_size": self.dist.world_size,
-            "seed": self.config.seed, "validation": self.history,
-            "loss_log": str(self.run_dir / "train_log.csv"), **(extra_record or {}),
+            "seed": self.config.seed, "validation": self.history, "loss_curves": epoch_curves(self.run_dir),
+            **(extra_record or {}),
         }
         return save_generator(path, self.model_config, self.g_module.state_dict(), record)
 

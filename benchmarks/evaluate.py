@@ -1,0 +1,536 @@
+"""Held-out evaluation: predict.py on every evaluation group and method, the organisers' 2024 scores per
+(trajectory, AF), GENRE's PSNR margins over the baselines and the project's quality targets.
+
+    python -m benchmarks.evaluate --data DATA_DIR --out build/eval --results docs/results.md
+        [--methods genre cgsense zerofilled] [--weights weights/genre_cmr.pt] [--extra-weights NAME=PATH ...]
+        [--groups seen unseen_centre unseen_contrast] [--device auto]
+
+DATA_DIR is the output of ``python -m training.build_data``: ``DATA_DIR/eval/{group}/{input,gt_full}`` and
+``DATA_DIR/build_summary.json``. Each (group, method) runs ``python predict.py`` as a subprocess, exactly as a
+user would, into ``OUT/{group}/{method}`` (emptied first; its log in ``OUT/logs``). Each ``--extra-weights
+NAME=PATH`` is a GENRE generator (an ablation) evaluated as one more method row named NAME. Scores are the
+organisers' 2024 metric (challenge.scoring: per-image z-score normalisation, the submission as reference for
+4-D arrays, per-file means); the 2024 scorer pools its groups over R, so the per-(trajectory, AF) values here
+are aggregated from the per-file scores with the scorer's own group rule (sum over valid files / N_total,
+the plain mean when every file is valid). Writes ``OUT/results.json`` and the Markdown ``--results``.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path, PurePosixPath
+
+from challenge import rules
+from challenge.scoring import (FileScore, GroundTruthError, GroupSummary, ScoreReport, score_trees,
+                               summarise_group)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+YEAR = 2024
+GROUPS = ("seen", "unseen_centre", "unseen_contrast")
+BASELINES = ("zerofilled", "cgsense")
+METHODS = ("genre", *BASELINES)
+TARGET_PATTERNS = ("ktUniform", "ktGaussian", "ktRadial")
+TARGET_FACTORS = (8, 16, 24)
+GENRE = "genre"
+
+PASS, FAIL, NOT_MEASURED = "PASS", "FAIL", "NOT MEASURED"
+
+Cell = tuple[str, int]          # (trajectory, AF)
+
+
+class EvaluationSetupError(Exception):
+    """The data tree or an argument cannot be used (the message names the path and the reason)."""
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """One row of the tables: a predict.py method, with the weights for GENRE rows."""
+    name: str
+    method: str
+    weights: Path | None = None
+
+
+@dataclass(frozen=True)
+class Target:
+    """GENRE's PSNR must exceed `baseline` by `min_margin_db` in `group`: in every (trajectory, AF) cell of
+    TARGET_PATTERNS x TARGET_FACTORS (per_cell) or pooled over all files of the group."""
+    group: str
+    baseline: str
+    min_margin_db: float
+    per_cell: bool
+    strict: bool = False        # margin > min instead of >=
+
+    def describe(self) -> str:
+        where = "every trajectory x AF" if self.per_cell else "all files pooled"
+        sign = ">" if self.strict else ">="
+        return f"genre − {self.baseline} PSNR {sign} {self.min_margin_db:g} dB ({where})"
+
+
+TARGETS = (
+    Target("seen", "zerofilled", 8.0, per_cell=True),
+    Target("seen", "cgsense", 3.0, per_cell=True),
+    Target("unseen_centre", "cgsense", 0.0, per_cell=False, strict=True),
+    Target("unseen_contrast", "cgsense", 0.0, per_cell=False, strict=True),
+)
+
+
+@dataclass(frozen=True)
+class TargetCheck:
+    target: Target
+    cell: str                   # 'ktUniform R8' or 'all files'
+    margin_db: float            # NaN when not measured
+    status: str                 # PASS | FAIL | NOT MEASURED
+    note: str = ""
+
+
+@dataclass
+class MethodScores:
+    """One method on one group: the scorer's aggregate per (trajectory, AF) cell and over all files."""
+    cells: dict[Cell, GroupSummary]
+    overall: GroupSummary
+
+
+@dataclass
+class PredictRun:
+    """What one predict.py subprocess did, from its exit status and run_report.json."""
+    group: str
+    name: str
+    command: list[str]
+    exit_code: int
+    wall_seconds: float
+    requested_method: str | None = None
+    primary_method: str | None = None
+    files_total: int = 0
+    files_valid: int = 0
+    fallbacks: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def caveat(self, expected_method: str) -> str | None:
+        """Why this run's outputs are not (all) the expected method's own, or None."""
+        if self.primary_method is None:
+            return f"predict.py wrote no run report (exit {self.exit_code})"
+        problems = []
+        if self.primary_method != expected_method:
+            problems.append(f"ran as {self.primary_method}")
+        if self.fallbacks:
+            problems.append(f"{self.fallbacks} files by fallback")
+        if self.files_valid < self.files_total:
+            problems.append(f"{self.files_total - self.files_valid} files failed")
+        return ", ".join(problems) or None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Pure pieces: aggregation, margins, targets.
+
+def cell_of(relative_path: str | PurePosixPath) -> Cell:
+    scored = rules.parse_output_path(YEAR, relative_path)
+    return scored.pattern, scored.acceleration
+
+
+def aggregate_cells(files: list[tuple[Cell, FileScore]]) -> dict[Cell, GroupSummary]:
+    """Per-(trajectory, AF) aggregate of per-file scores with the 2024 scorer's group rule."""
+    by_cell: dict[Cell, list[FileScore]] = {}
+    for cell, score in files:
+        by_cell.setdefault(cell, []).append(score)
+    scoring = rules.scoring_rules(YEAR)
+    return {cell: summarise_group(cell_label(cell), scores, scoring) for cell, scores in sorted(
+        by_cell.items(), key=lambda item: cell_sort_key(item[0]))}
+
+
+def method_scores(report: ScoreReport) -> MethodScores:
+    files = [(cell_of(result.relative_path), result.score) for result in report.files]
+    return MethodScores(aggregate_cells(files), report.overall)
+
+
+def cell_label(cell: Cell) -> str:
+    return f"{cell[0]} R{cell[1]}"
+
+
+def cell_sort_key(cell: Cell) -> tuple:
+    pattern, factor = cell
+    order = TARGET_PATTERNS.index(pattern) if pattern in TARGET_PATTERNS else len(TARGET_PATTERNS)
+    return order, pattern, factor
+
+
+def psnr_of(scores: MethodScores, cell: Cell | None) -> float:
+    """The cell's PSNR (the whole group for None); NaN when the cell has no files."""
+    summary = scores.overall if cell is None else scores.cells.get(cell)
+    return summary.psnr_adj if summary is not None else math.nan
+
+
+def psnr_margins(method: MethodScores, baseline: MethodScores) -> dict[Cell | None, float]:
+    """method − baseline PSNR in dB per cell of either, and for the whole group (key None)."""
+    cells = sorted(set(method.cells) | set(baseline.cells), key=cell_sort_key)
+    return {cell: psnr_of(method, cell) - psnr_of(baseline, cell) for cell in [*cells, None]}
+
+
+def check_targets(scores: dict[str, dict[str, MethodScores]], caveats: dict[str, str] | None = None,
+                  targets: tuple[Target, ...] = TARGETS) -> list[TargetCheck]:
+    """Evaluate each target; `scores[group][method]`, `caveats[group]` says why GENRE's outputs in that group
+    are not all its own (fallbacks, failures), which fails every target of the group."""
+    caveats = caveats or {}
+    checks = []
+    for target in targets:
+        methods = scores.get(target.group, {})
+        cells: list[Cell | None] = ([(p, f) for p in TARGET_PATTERNS for f in TARGET_FACTORS]
+                                    if target.per_cell else [None])
+        for cell in cells:
+            label = "all files" if cell is None else cell_label(cell)
+            if GENRE not in methods or target.baseline not in methods:
+                missing = GENRE if GENRE not in methods else target.baseline
+                checks.append(TargetCheck(target, label, math.nan, NOT_MEASURED, f"{missing} not evaluated"))
+                continue
+            margin = psnr_of(methods[GENRE], cell) - psnr_of(methods[target.baseline], cell)
+            if not math.isfinite(margin):
+                checks.append(TargetCheck(target, label, margin, NOT_MEASURED, "no scored files in this cell"))
+                continue
+            passed = margin > target.min_margin_db if target.strict else margin >= target.min_margin_db
+            note = caveats.get(target.group, "")
+            checks.append(TargetCheck(target, label, margin, PASS if passed and not note else FAIL,
+                                      f"genre outputs: {note}" if note else ""))
+    return checks
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Running predict.py and scoring.
+
+def method_specs(methods: list[str], weights: Path, extra_weights: list[str]) -> list[MethodSpec]:
+    """Rows in order: the requested methods, then one GENRE row per NAME=PATH ablation."""
+    # predict.py runs from the repository root: paths given relative to the caller's folder are resolved here
+    specs = [MethodSpec(m, m, weights.resolve() if m == GENRE else None) for m in methods]
+    for item in extra_weights:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise EvaluationSetupError(f"--extra-weights {item!r}: expected NAME=PATH")
+        if not Path(path).is_file():
+            raise EvaluationSetupError(f"--extra-weights {item!r}: {path} is not a file")
+        specs.append(MethodSpec(name, GENRE, Path(path).resolve()))
+    if GENRE in methods and not specs[methods.index(GENRE)].weights.is_file():
+        raise EvaluationSetupError(f"--weights {weights}: not a file; train first (make train) or leave genre "
+                                   f"out of --methods")
+    names = [spec.name for spec in specs]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise EvaluationSetupError(f"method row names must be unique, repeated: {', '.join(duplicates)}")
+    return specs
+
+
+def predict_command(spec: MethodSpec, input_root: Path, output_root: Path, device: str | None) -> list[str]:
+    command = [sys.executable, "predict.py", "--input", str(input_root), "--output", str(output_root),
+               "--method", spec.method]
+    if spec.weights is not None:
+        command += ["--weights", str(spec.weights)]
+    if device:
+        command += ["--device", device]
+    return command
+
+
+def run_predict(spec: MethodSpec, group: str, input_root: Path, output_root: Path, log_path: Path,
+                device: str | None = None) -> PredictRun:
+    """predict.py as a subprocess into a fresh output_root; its stdout and stderr go to log_path."""
+    if output_root.exists():
+        shutil.rmtree(output_root)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    command = predict_command(spec, input_root.resolve(), output_root.resolve(), device)
+    started = time.monotonic()
+    with open(log_path, "w") as log:
+        exit_code = subprocess.run(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT).returncode
+    run = PredictRun(group, spec.name, command, exit_code, time.monotonic() - started)
+    report_path = output_root / "run_report.json"
+    if report_path.is_file():
+        report = json.loads(report_path.read_text())
+        run.requested_method, run.primary_method = report["requested_method"], report["primary_method"]
+        run.files_total, run.files_valid = report["files_total"], report["files_valid"]
+        run.fallbacks = sum(f["outcome"] == "fallback" for f in report["files"])
+        run.notes = list(report.get("notes", []))
+    return run
+
+
+def group_roots(data_dir: Path, group: str) -> tuple[Path, Path]:
+    root = data_dir / "eval" / group
+    input_root, gt_root = root / "input", root / "gt_full"
+    for path in (input_root, gt_root):
+        if not path.is_dir():
+            raise EvaluationSetupError(f"{path}: missing; build the data with `python -m training.build_data "
+                                       f"{data_dir}` (or leave {group} out with --groups)")
+    return input_root, gt_root
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Provenance: machine, data, weights.
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def machine_summary() -> dict:
+    """CPU model, logical cores (and those this process may use), memory, GPU (None without CUDA)."""
+    import torch   # only for the GPU name; predict.py itself runs in subprocesses
+
+    try:
+        pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        memory_gib = round(pages / 2 ** 30, 1)
+    except (ValueError, OSError):
+        memory_gib = None
+    return {
+        "cpu": cpu_model(), "cores": os.cpu_count(), "usable_cores": len(os.sched_getaffinity(0)),
+        "memory_gib": memory_gib,
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "python": platform.python_version(), "torch": torch.__version__,
+    }
+
+
+def format_machine(machine: dict) -> str:
+    gpu = machine["gpu"] or "none"
+    return (f"{machine['cpu']}, {machine['cores']} logical cores ({machine['usable_cores']} usable), "
+            f"{machine['memory_gib']} GiB RAM; GPU: {gpu}; Python {machine['python']}, torch {machine['torch']}")
+
+
+def weights_summary(spec: MethodSpec) -> dict:
+    """sha256 of the weights file and the scalar fields of its JSON record (if present)."""
+    from model.checkpoint import file_sha256, record_path
+
+    path = Path(spec.weights)
+    shown = path.relative_to(REPO_ROOT) if path.is_relative_to(REPO_ROOT) else path
+    summary: dict = {"name": spec.name, "path": str(shown), "exists": path.is_file()}
+    if not path.is_file():
+        return summary
+    summary["sha256"] = file_sha256(path)
+    record_file = record_path(path)
+    if record_file.is_file():
+        record = json.loads(record_file.read_text())
+        summary["record_sha256_matches"] = record.get("sha256") == summary["sha256"]
+        summary["record"] = {key: value for key, value in sorted(record.items())
+                             if isinstance(value, (str, int, float, bool)) and key not in ("sha256", "file")}
+    return summary
+
+
+def data_summary(data_dir: Path, groups: list[str]) -> dict:
+    build = data_dir / "build_summary.json"
+    summary: dict = {"build_summary": json.loads(build.read_text()) if build.is_file() else None, "groups": {}}
+    for group in groups:
+        root = data_dir / "eval" / group
+        sources = root / "sources.json"
+        summary["groups"][group] = {
+            "files": sum(1 for _ in (root / "gt_full").rglob("*.mat")),
+            "sources": json.loads(sources.read_text()) if sources.is_file() else None,
+        }
+    return summary
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Output.
+
+def _number(value: float, digits: int) -> str:
+    return f"{value:.{digits}f}" if math.isfinite(value) else "–"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+            *("| " + " | ".join(row) + " |" for row in rows)]
+
+
+METRICS = (("psnr_adj", "PSNR (dB)", 2), ("ssim_adj", "SSIM", 4), ("nmse_adj", "NMSE", 4))
+
+
+def group_tables(group_scores: dict[str, MethodScores], specs: list[MethodSpec]) -> list[str]:
+    """Per metric: rows trajectory x AF (and all files), one column per method; then the PSNR margins."""
+    names = [spec.name for spec in specs if spec.name in group_scores]
+    cells = sorted({c for name in names for c in group_scores[name].cells}, key=cell_sort_key)
+    lines = []
+    for key, title, digits in METRICS:
+        rows = []
+        for cell in [*cells, None]:
+            values = []
+            for name in names:
+                scores = group_scores[name]
+                summary = scores.overall if cell is None else scores.cells.get(cell)
+                values.append(_number(getattr(summary, key), digits) if summary else "–")
+            rows.append(["all files", ""] if cell is None else [cell[0], str(cell[1])])
+            rows[-1] += values
+        lines += ["", f"**{title}**", "", *_table(["trajectory", "AF", *names], rows)]
+    margin_columns = [(spec.name, base) for spec in specs if spec.method == GENRE and spec.name in group_scores
+                      for base in BASELINES if base in group_scores]
+    if margin_columns:
+        margins = {column: psnr_margins(group_scores[column[0]], group_scores[column[1]])
+                   for column in margin_columns}
+        rows = [(["all files", ""] if cell is None else [cell[0], str(cell[1])])
+                + [_number(margins[column].get(cell, math.nan), 2) for column in margin_columns]
+                for cell in [*cells, None]]
+        lines += ["", "**PSNR margin (dB)**", "",
+                  *_table(["trajectory", "AF", *(f"{m} − {b}" for m, b in margin_columns)], rows)]
+    return lines
+
+
+def format_results(results: dict, specs: list[MethodSpec], scores: dict[str, dict[str, MethodScores]],
+                   runs: list[PredictRun], checks: list[TargetCheck]) -> str:
+    lines = ["# Held-out evaluation (benchmarks/evaluate.py)", "",
+             f"- Date: {results['date']}",
+             f"- Machine: {format_machine(results['machine'])}",
+             "- Commands (from the repository root):",
+             f"  - `{results['command']}`"]
+    lines += [f"  - `{shlex.join(['python', *run.command[1:]])}`" for run in runs]
+    lines += ["  - scoring: `challenge.scoring.score_trees(gt_full, output, 2024)` per run, as "
+              "`python -m challenge.scoring --gt DATA/eval/GROUP/gt_full --recon OUT/GROUP/METHOD --year 2024`",
+              "- Metric: the organisers' 2024 scorer (per-image z-score normalisation, submission as reference for "
+              "4-D arrays, per-file nanmean); per (trajectory, AF) cell: sum over valid files / N_total (the "
+              "scorer's group rule, the plain mean when every file is valid). The scorer's own groups pool over "
+              "R; these cells do not."]
+    lines += ["", "## Data", ""] + _data_lines(results["data"])
+    if results["weights"]:
+        lines += ["", "## Weights", ""]
+        for weights in results["weights"]:
+            lines += _weights_lines(weights)
+    lines += ["", "## predict.py runs", "", *_table(
+        ["group", "method", "exit", "wall (s)", "ran as", "valid / total", "fallbacks"],
+        [[run.group, run.name, str(run.exit_code), f"{run.wall_seconds:.1f}", run.primary_method or "–",
+          f"{run.files_valid} / {run.files_total}", str(run.fallbacks)] for run in runs])]
+    for group, group_scores in scores.items():
+        lines += ["", f"## Group `{group}`"] + group_tables(group_scores, specs)
+    lines += ["", "## Quality targets", "", *_table(
+        ["group", "target", "cell", "margin (dB)", "result", "note"],
+        [[c.target.group, c.target.describe(), c.cell, _number(c.margin_db, 2), c.status, c.note] for c in checks])]
+    return "\n".join(lines) + "\n"
+
+
+def _data_lines(data: dict) -> list[str]:
+    build = data["build_summary"]
+    lines = []
+    if build is None:
+        lines.append("- build_summary.json: not found")
+    else:
+        scalars = {k: v for k, v in build.items() if isinstance(v, (str, int, float, bool))}
+        lines.append("- build_summary.json: " + ", ".join(f"{k} = {v}" for k, v in scalars.items()))
+        for key, value in build.items():
+            if isinstance(value, list):
+                lines.append(f"- {key} ({len(value)}): " + ", ".join(map(str, value)))
+    for group, info in data["groups"].items():
+        sources = info["sources"] or []
+        kinds = sorted({f"{s.get('center')}/{s.get('vendor')} {s.get('base')}" for s in sources})
+        lines.append(f"- `{group}`: {info['files']} ground-truth files, {len(sources)} series"
+                     + (f" ({'; '.join(kinds)})" if kinds else ""))
+    return lines
+
+
+def _weights_lines(weights: dict) -> list[str]:
+    if not weights["exists"]:
+        return [f"- `{weights['name']}`: {weights['path']} not found"]
+    lines = [f"- `{weights['name']}`: {weights['path']}, sha256 `{weights['sha256']}`"]
+    if "record" in weights:
+        match = "matches" if weights["record_sha256_matches"] else "DOES NOT match"
+        lines.append(f"  - record ({match} the file): "
+                     + ", ".join(f"{k} = {v}" for k, v in weights["record"].items()))
+    else:
+        lines.append("  - no training record beside the weights")
+    return lines
+
+
+def _json_safe(value):
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def scores_to_dict(scores: dict[str, dict[str, MethodScores]]) -> dict:
+    def summary(s: GroupSummary) -> dict:
+        return {**asdict(s), "success_rate": s.success_rate}
+    return {group: {name: {"cells": {cell_label(c): summary(s) for c, s in m.cells.items()},
+                           "all_files": summary(m.overall)} for name, m in methods.items()}
+            for group, methods in scores.items()}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# CLI.
+
+def evaluate(args: argparse.Namespace, command: str) -> tuple[dict, list[TargetCheck]]:
+    specs = method_specs(args.methods, args.weights, args.extra_weights)
+    roots = {group: group_roots(args.data, group) for group in args.groups}
+    scores: dict[str, dict[str, MethodScores]] = {}
+    runs: list[PredictRun] = []
+    caveats: dict[str, str] = {}
+    for group, (input_root, gt_root) in roots.items():
+        scores[group] = {}
+        for spec in specs:
+            print(f"== {group}: {spec.name}", flush=True)
+            run = run_predict(spec, group, input_root, args.out / group / spec.name,
+                              args.out / "logs" / f"{group}-{spec.name}.log", args.device)
+            runs.append(run)
+            caveat = run.caveat(spec.method)
+            if caveat:
+                print(f"   note: {caveat}", flush=True)
+                if spec.name == GENRE:
+                    caveats[group] = caveat
+            scores[group][spec.name] = method_scores(score_trees(gt_root, args.out / group / spec.name, YEAR))
+            print(f"   {run.wall_seconds:.1f} s, PSNR {scores[group][spec.name].overall.psnr_adj:.2f} dB", flush=True)
+    checks = check_targets(scores, caveats)
+    results = {
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="minutes"),
+        "command": command, "machine": machine_summary(), "data": data_summary(args.data, args.groups),
+        "weights": [weights_summary(s) for s in specs if s.weights is not None],
+        "runs": [asdict(run) for run in runs], "scores": scores_to_dict(scores),
+        "margins_psnr_db": {group: {f"{s.name} - {b}": {("all files" if c is None else cell_label(c)): v
+                                                        for c, v in psnr_margins(g[s.name], g[b]).items()}
+                                    for s in specs if s.method == GENRE and s.name in g for b in BASELINES if b in g}
+                            for group, g in scores.items()},
+        "targets": [{"group": c.target.group, "target": c.target.describe(), "cell": c.cell,
+                     "margin_db": c.margin_db, "status": c.status, "note": c.note} for c in checks],
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(_json_safe(results), indent=2, allow_nan=False) + "\n")
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    args.results.write_text(format_results(results, specs, scores, runs, checks))
+    return results, checks
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.evaluate", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, required=True, help="output folder of training.build_data")
+    parser.add_argument("--out", type=Path, default=Path("build/eval"), help="reconstructions, logs, results.json")
+    parser.add_argument("--results", type=Path, default=Path("docs/results.md"), help="Markdown report")
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    parser.add_argument("--weights", type=Path, default=Path("weights/genre_cmr.pt"))
+    parser.add_argument("--extra-weights", nargs="*", default=[], metavar="NAME=PATH",
+                        help="ablation generators, each evaluated as a GENRE row named NAME")
+    parser.add_argument("--groups", nargs="+", choices=GROUPS, default=list(GROUPS))
+    parser.add_argument("--device", help="passed to predict.py --device (default: its own)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    command = shlex.join(["python", "-m", "benchmarks.evaluate", *(sys.argv[1:] if argv is None else argv)])
+    try:
+        _, checks = evaluate(args, command)
+    except (EvaluationSetupError, GroundTruthError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    for check in checks:
+        print(f"{check.status:12s} {check.target.group:16s} {check.cell:14s} {check.target.describe()}")
+    print(f"wrote {args.results} and {args.out / 'results.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

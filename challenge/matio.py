@@ -1,0 +1,215 @@
+"""Reading and writing the challenge's MAT files.
+
+In memory every array is in h5py order: k-space (nt, nz, nc, ny, nx) complex64, masks (ny, nx) or
+(nt, ny, nx) bool. MAT v7.3 files (HDF5) already present that order through h5py; MAT v5 files (scipy) present
+MATLAB order and are transposed here. Outputs are MAT v5 in MATLAB order (``rules.to_output_array``), the one
+format every official loader reads identically (cmrxrecon-format.md §3.4).
+"""
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import hdf5storage
+import numpy as np
+import scipy.io
+
+OUTPUT_KEY = "img4ranking"
+_MATLAB_META = {"__header__", "__version__", "__globals__"}
+
+
+class MatReadError(Exception):
+    """An input MAT file that cannot be used; the message names the file and the reason."""
+
+
+class OutputInvalid(Exception):
+    """A written output that fails validation; the message names the file and the reason."""
+
+
+@dataclass
+class Volume:
+    kspace: np.ndarray                 # (nt, nz, nc, ny, nx) complex64
+    has_time_axis: bool                # False for 4-D files (nt = 1 added here)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _is_hdf5(path: Path) -> bool:
+    try:
+        return h5py.is_hdf5(path)
+    except OSError as error:
+        raise MatReadError(f"{path}: cannot open ({error})") from None
+
+
+def _choose_key(path: Path, keys: list[str], key: str | None) -> str:
+    if key is not None:
+        if key not in keys:
+            raise MatReadError(f"{path}: no variable {key!r} (variables: {', '.join(keys) or 'none'})")
+        return key
+    if len(keys) == 1:
+        return keys[0]
+    raise MatReadError(f"{path}: cannot tell which variable holds the data (variables: {', '.join(keys) or 'none'})")
+
+
+def _hdf5_keys(handle: h5py.File) -> list[str]:
+    return sorted(k for k in handle.keys() if not k.startswith("#") and isinstance(handle[k], h5py.Dataset))
+
+
+def _v5_variables(path: Path) -> dict:
+    try:
+        variables = scipy.io.loadmat(path)
+    except Exception as error:  # scipy raises ValueError/TypeError/MatReadError on junk
+        raise MatReadError(f"{path}: not a readable MAT file ({type(error).__name__}: {error})") from None
+    return {k: v for k, v in variables.items() if k not in _MATLAB_META}
+
+
+def _to_complex(path: Path, data: np.ndarray, notes: list[str]) -> np.ndarray:
+    if data.dtype.names:
+        if not {"real", "imag"} <= set(data.dtype.names):
+            raise MatReadError(f"{path}: compound data without real/imag fields ({data.dtype})")
+        return (data["real"] + 1j * data["imag"]).astype(np.complex64)
+    if np.iscomplexobj(data):
+        return data.astype(np.complex64)
+    if not np.issubdtype(data.dtype, np.number):
+        raise MatReadError(f"{path}: data of type {data.dtype} is not numeric")
+    notes.append(f"{path}: real-valued k-space, read with zero imaginary part")
+    return data.astype(np.complex64)
+
+
+def _as_five_d(path: Path, shape: tuple[int, ...]) -> tuple[tuple[int, ...], bool]:
+    if len(shape) == 5:
+        return shape, True
+    if len(shape) == 4:
+        return (1, *shape), False
+    raise MatReadError(f"{path}: k-space has {len(shape)} dimensions {shape}; expected 4 or 5")
+
+
+def kspace_info(path: Path, key: str | None = None) -> tuple[tuple[int, ...], bool, str]:
+    """(shape as (nt, nz, nc, ny, nx), has_time_axis, key) without reading v7.3 data."""
+    path = Path(path)
+    if _is_hdf5(path):
+        try:
+            with h5py.File(path, "r") as handle:
+                key = _choose_key(path, _hdf5_keys(handle), key)
+                shape = tuple(handle[key].shape)
+        except (OSError, KeyError) as error:
+            raise MatReadError(f"{path}: corrupt HDF5 ({error})") from None
+    else:
+        variables = _v5_variables(path)
+        key = _choose_key(path, sorted(variables), key)
+        shape = tuple(reversed(variables[key].shape))
+    five, has_time = _as_five_d(path, shape)
+    return five, has_time, key
+
+
+def read_kspace(path: Path, key: str | None = None, slices: slice | None = None) -> Volume:
+    """k-space of a v7.3 or v5 file as (nt, nz, nc, ny, nx) complex64; ``slices`` selects along nz."""
+    path = Path(path)
+    notes: list[str] = []
+    selection = slices if slices is not None else slice(None)
+    if _is_hdf5(path):
+        try:
+            with h5py.File(path, "r") as handle:
+                key = _choose_key(path, _hdf5_keys(handle), key)
+                dataset = handle[key]
+                _, has_time = _as_five_d(path, tuple(dataset.shape))
+                data = dataset[:, selection] if has_time else dataset[selection]
+        except (OSError, KeyError, ValueError) as error:
+            raise MatReadError(f"{path}: corrupt or truncated HDF5 ({error})") from None
+    else:
+        variables = _v5_variables(path)
+        key = _choose_key(path, sorted(variables), key)
+        data = np.asarray(variables[key])
+        _, has_time = _as_five_d(path, tuple(reversed(data.shape)))
+        data = data.T
+        data = data[:, selection] if has_time else data[selection]
+    kspace = _to_complex(path, np.asarray(data), notes)
+    if not has_time:
+        kspace = kspace[None]
+    for note in notes:
+        warnings.warn(note, stacklevel=2)
+    return Volume(kspace=np.ascontiguousarray(kspace), has_time_axis=has_time, warnings=notes)
+
+
+def read_mask(path: Path, key: str | None = None) -> np.ndarray:
+    """Sampling mask as bool (ny, nx) or (nt, ny, nx)."""
+    path = Path(path)
+    if _is_hdf5(path):
+        try:
+            with h5py.File(path, "r") as handle:
+                key = _choose_key(path, _hdf5_keys(handle), key)
+                data = np.asarray(handle[key][()])
+        except (OSError, KeyError) as error:
+            raise MatReadError(f"{path}: corrupt or truncated HDF5 ({error})") from None
+    else:
+        variables = _v5_variables(path)
+        key = _choose_key(path, sorted(variables), key)
+        data = np.asarray(variables[key]).T
+    if data.dtype.names or data.ndim not in (2, 3):
+        raise MatReadError(f"{path}: mask must be a 2-D or 3-D numeric array, got {data.dtype} {data.shape}")
+    return data != 0
+
+
+def _atomic(path: Path, write) -> None:
+    """Write through a temporary file in the same folder (never named *.mat), then rename over the target."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_output(path: Path, array: np.ndarray) -> None:
+    """``img4ranking`` as float32 MAT v5 (array already in MATLAB order), atomically."""
+    data = np.asarray(array, dtype=np.float32)
+    _atomic(path, lambda tmp: scipy.io.savemat(tmp, {OUTPUT_KEY: data}, do_compression=False, format="5"))
+
+
+def validate_output(path: Path, expected_shape: tuple[int, ...]) -> None:
+    """Re-read an output as the scorers do; raise OutputInvalid unless it is exactly what they expect."""
+    path = Path(path)
+    try:
+        variables = scipy.io.loadmat(path)
+    except Exception as error:
+        raise OutputInvalid(f"{path}: unreadable ({type(error).__name__}: {error})") from None
+    if OUTPUT_KEY not in variables:
+        raise OutputInvalid(f"{path}: no {OUTPUT_KEY!r} variable")
+    data = variables[OUTPUT_KEY]
+    if data.dtype != np.float32:
+        raise OutputInvalid(f"{path}: dtype {data.dtype}, expected float32")
+    if tuple(data.shape) != tuple(expected_shape):
+        raise OutputInvalid(f"{path}: shape {tuple(data.shape)}, expected {tuple(expected_shape)}")
+    if not np.isfinite(data).all():
+        raise OutputInvalid(f"{path}: {int((~np.isfinite(data)).sum())} non-finite values")
+    if not np.any(data):
+        raise OutputInvalid(f"{path}: all zero")
+
+
+def _write_v73(path: Path, key: str, array_h5order: np.ndarray) -> None:
+    # hdf5storage writes MATLAB order and reverses it on disk, so hand it the transpose; `writes` (unlike
+    # savemat) keeps the file name as given, and matlab_compatible adds the 512-byte MATLAB header.
+    hdf5storage.writes({key: array_h5order.T}, filename=str(path), truncate_existing=True,
+                       matlab_compatible=True, store_python_metadata=False)
+
+
+def write_kspace_v73(path: Path, key: str, kspace: np.ndarray) -> None:
+    """A genuine MATLAB v7.3 file as the organisers ship: h5py then sees ``kspace`` (h5py order) as a
+    compound (real, imag) dataset of the same shape."""
+    _atomic(path, lambda tmp: _write_v73(tmp, key, np.asarray(kspace)))
+
+
+def write_mask_v73(path: Path, key: str, mask: np.ndarray) -> None:
+    """A mask as MATLAB double 0/1 in v7.3 (h5py order (ny, nx) or (nt, ny, nx)), as the generators save."""
+    _atomic(path, lambda tmp: _write_v73(tmp, key, np.asarray(mask, dtype=np.float64)))
+
+
+def write_kspace_v5(path: Path, key: str, kspace: np.ndarray) -> None:
+    """k-space (h5py order) as a MAT v5 file in MATLAB order (a format the organisers do not use)."""
+    data = np.asarray(kspace).T
+    _atomic(path, lambda tmp: scipy.io.savemat(tmp, {key: data}, do_compression=False, format="5"))

@@ -1,0 +1,151 @@
+"""Training: tree reading, window samples, the adversarial loop, logs, resume, determinism, DDP, export."""
+import csv
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from challenge.matio import write_kspace_v73
+from model.checkpoint import load_generator
+from model.fftc import fft2c
+from training.config import PRESETS
+from training.dataset import WindowSampler, find_training_files, split_by_subject
+from training.trainer import Trainer
+
+REPO = Path(__file__).resolve().parents[1]
+DOMAINS = [("Center001", "Vendor", "Cine", "cine_sax"), ("Center002", "Vendor", "Cine", "cine_lax"),
+           ("Phantom", "Simulated", "Mapping", "T1map")]
+
+
+def smooth_series(rng, nt, ny, nx):
+    y, x = np.mgrid[:ny, :nx]
+    frames = []
+    for t in range(nt):
+        radius = 5 + 2 * np.sin(2 * np.pi * t / nt)
+        blob = ((y - ny / 2) ** 2 + (x - nx / 2) ** 2 < radius ** 2).astype(np.float32)
+        frames.append(0.3 + blob + 0.05 * rng.standard_normal((ny, nx)).astype(np.float32))
+    return np.stack(frames)
+
+
+def write_tree(root: Path, nt=6, ny=24, nx=32, coils=4, seed=0):
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[:ny, :nx] / max(ny, nx)
+    maps = np.stack([np.exp(-((y - cy) ** 2 + (x - cx) ** 2) * 4) * np.exp(1j * c)
+                     for c, (cy, cx) in enumerate([(0, 0), (0, 1), (1, 0), (1, 1)][:coils])])
+    for center, vendor, modality, base in DOMAINS:
+        for patient in ("P001", "P002", "P003"):
+            image = smooth_series(rng, nt, ny, nx)
+            coil_images = image[:, None, None] * maps[None, None]          # (nt, 1, nc, ny, nx)
+            kspace = fft2c(torch.from_numpy(coil_images.astype(np.complex64))).numpy()
+            path = root / "MultiCoil" / modality / "TrainingSet" / "FullSample" / center / vendor / patient
+            write_kspace_v73(path / f"{base}.mat", "kspace_full", kspace)
+    return root
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+    return write_tree(tmp_path_factory.mktemp("train_tree"))
+
+
+def smoke_config(**changes):
+    base = dataclasses.replace(PRESETS["smoke"], epochs=1, steps_per_epoch=3, val_samples=2, log_every=1)
+    return dataclasses.replace(base, **changes)
+
+
+def test_tree_is_read_with_domains_and_subject_split(tree):
+    files = find_training_files(tree)
+    assert len(files) == 9
+    assert {f.domain_name for f in files} == {"Center001:Cine", "Center002:Cine", "Phantom:Mapping"}
+    train, val = split_by_subject(files, 0.34, seed=0)
+    assert {f.subject for f in train}.isdisjoint({f.subject for f in val})
+    assert val and len(train) + len(val) == len(files)
+    assert {f.domain_name for f in train} == {f.domain_name for f in files}
+
+
+@pytest.mark.parametrize("pattern", ["ktUniform", "ktGaussian", "ktRadial"])
+def test_window_sample_is_masked_normalised_and_centred(tree, pattern):
+    files = find_training_files(tree)
+    sampler = WindowSampler(files, sorted({f.domain_name for f in files}), (pattern,), num_acs=8)
+    sample = sampler.draw(np.random.default_rng(1), (8,))
+    assert sample.masked_kspace.shape == (1, 5, 4, 24, 32)
+    assert sample.mask.shape == (1, 5, 1, 24, 32)
+    # undersampled k-space is zero exactly where the mask is
+    assert torch.all(sample.masked_kspace[sample.mask.expand_as(sample.masked_kspace) == 0] == 0)
+    assert sample.radial == (pattern == "ktRadial")
+    assert sample.target.shape == (1, 24, 32)
+    assert float(sample.data_range) >= float(sample.target.max()) * (1 - 1e-6)
+
+
+def test_training_steps_log_every_loss_and_cov_weight(tree, tmp_path):
+    trainer = Trainer(smoke_config(), tree, tmp_path)
+    result = trainer.fit()
+    rows = list(csv.DictReader(open(tmp_path / "train_log.csv")))
+    assert len(rows) == 3
+    for name in ("image", "kspace", "ssim", "ear", "sda", "adv"):
+        assert f"loss_{name}" in rows[0] and f"w_{name}" in rows[0]
+    for row in rows:
+        weights = [float(row[f"w_{n}"]) for n in ("image", "kspace", "ssim", "ear", "sda", "adv")]
+        assert abs(sum(weights) - 1) < 1e-5
+        assert np.isfinite(float(row["total"]))
+    history = json.loads((tmp_path / "metrics.json").read_text())
+    assert [h["epoch"] for h in history] == [0, 1]
+    assert all(0 < h["val_ssim"] <= 1 for h in history)
+    assert result["steps"] == 3
+
+
+def test_ablation_switches_remove_their_terms(tree, tmp_path):
+    trainer = Trainer(smoke_config(use_ear=False, use_sda=False, use_adv=False, residual=False), tree, tmp_path)
+    assert trainer.cov.names == ("image", "kspace", "ssim")
+    assert trainer.model_config.residual is False
+    assert not any("residual" in name for name, _ in trainer.g_module.named_parameters())
+    trainer.fit()
+    header = open(tmp_path / "train_log.csv").readline()
+    assert "loss_ear" not in header and "loss_adv" not in header
+
+
+def test_same_seed_same_run_and_resume_continues_identically(tree, tmp_path):
+    config = smoke_config(epochs=2, steps_per_epoch=2)
+    straight = Trainer(config, tree, tmp_path / "a")
+    straight.fit()
+    again = Trainer(config, tree, tmp_path / "b")
+    again.fit()
+    first = Trainer(dataclasses.replace(config, epochs=1), tree, tmp_path / "c")
+    first.fit()
+    resumed = Trainer(config, tree, tmp_path / "c")
+    resumed.load_checkpoint(tmp_path / "c" / "last.pt")
+    resumed.fit()
+    for other in (again, resumed):
+        for (name, a), (_, b) in zip(straight.g_module.state_dict().items(), other.g_module.state_dict().items()):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
+    assert resumed.step == straight.step == 4
+
+
+def test_export_writes_loadable_weights_with_record(tree, tmp_path):
+    trainer = Trainer(smoke_config(), tree, tmp_path)
+    trainer.fit()
+    sha = trainer.export_generator(tmp_path / "genre.pt")
+    generator, record = load_generator(tmp_path / "genre.pt")
+    assert record["sha256"] == sha
+    assert record["steps"] == 3 and record["seed"] == 0 and record["data"]["files"] == 9
+    assert record["validation"][-1]["epoch"] == 1
+    for (name, a), (_, b) in zip(trainer.g_module.state_dict().items(), generator.state_dict().items()):
+        torch.testing.assert_close(a, b, msg=name)
+
+
+@pytest.mark.slow
+def test_torchrun_ddp_two_processes_on_cpu(tree, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531",
+               "-m", "training", "--data", str(tree), "--run-dir", str(tmp_path), "--preset", "smoke",
+               "--epochs", "1", "--steps-per-epoch", "2", "--device", "cpu"]
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = list(csv.DictReader(open(tmp_path / "train_log.csv")))
+    assert len(rows) == 2                       # only rank 0 logs
+    assert (tmp_path / "last.pt").exists()
