@@ -61,8 +61,9 @@ faults:
 	$(PYTHON) -m challenge.fault_tree --run $(OUT)/faults
 
 ## bench: model cost/speed and predict.py throughput; results go to docs/benchmarks.md
-bench:
+bench: sample-data
 	$(PYTHON) -m benchmarks.bench_model --out docs/benchmarks.md
+	$(PYTHON) -m benchmarks.bench_predict --tree $(SAMPLE)/2024/input --method genre --out docs/benchmarks.md
 
 clean:
 	rm -rf $(OUT) $(SAMPLE)

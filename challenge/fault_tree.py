@@ -6,14 +6,15 @@
 The trees follow the 2024 layout and hold small simulated volumes written with challenge.matio and masks from
 challenge.masks. They are grouped in scenarios, one run each:
 
-- main: every kind of bad file beside valid ones (truncated HDF5, non-MAT, MAT v5, missing or extra keys, real
-  data, NaN/Inf, all zero, missing or wrong mask, 1x1x1, odd sizes, 4-D, symlink loops, empty folders),
-  run with ``predict.py --method cgsense`` under a read-only input root;
+- main: every kind of bad file beside valid ones (truncated HDF5, non-MAT, empty, MAT v5, missing or extra
+  keys, real data, 3-D data, NaN/Inf, all zero, missing, corrupt or wrong-shaped mask, 1x1x1, odd sizes, 4-D,
+  symlink loops, symlinked inputs, empty folders, ._ files, a copy mapping to the same output), run with
+  ``predict.py --method cgsense`` under a read-only input root;
 - resume: the main run's output damaged (truncated, garbage, wrong shape, deleted, temporaries), ``--resume``;
 - injected: runner.run in this process with a model that raises mid-volume, returns NaN or hits a CUDA
   out-of-memory once, and a volume that must be read in slabs within a memory bound;
 - bad_weights: ``--method genre`` with weights whose sha256 does not match their record;
-- permissions: an unreadable file and folder (needs file permissions to bind: not root, or setpriv);
+- permissions: an unreadable file, folder and mask (needs file permissions to bind: not root, or setpriv);
 - empty_root, output_is_under_a_file, output_read_only: runs that must stop with a clear message.
 
 expected.json lists every scenario (arguments, exit status, messages) and every case (its input, output,
@@ -66,7 +67,7 @@ class Case:
     reason: str | None = None         # substring of the row's reason
     note: str | None = None           # substring of one of the row's notes
     method: str | None = None         # the method that wrote the output
-    fault: str | None = None          # injected model fault: raise_mid_volume | nan | cuda_oom_once
+    fault: str | None = None          # injected model fault (see FaultyModel)
 
 
 @dataclass
@@ -254,6 +255,34 @@ def _write_main(root: Path, cases: list[Case]) -> None:
         folder.mkdir(parents=True)
     tree.expect("empty_folders", "empty patient and modality folders", root / "Mapping" / "TestSet", ABSENT)
 
+    path, _, _ = tree.volume("empty_file", "a 0-byte file named as an input", "P017", outcome=FAILED,
+                             reason="cine_sax_kus_Uniform4.mat")
+    path.write_bytes(b"")
+
+    path, _, kspace = tree.volume("wrong_rank", "3-D k-space (one coil image stack)", "P018", outcome=FAILED,
+                                  reason="dimensions")
+    matio.write_kspace_v73(path, "kus", kspace[0, 0])
+
+    _, mask_path, _ = tree.volume("corrupt_mask", "a mask file that is not a MAT file", "P019", note="unreadable")
+    mask_path.write_bytes(b"\x89HDF but not really" * 8)
+
+    target, _, _ = tree.volume("symlinked_target", "a valid file that a symlink elsewhere points to", "P020")
+    link = tree.paths("P021")[0]
+    link.parent.mkdir(parents=True)
+    link.symlink_to(os.path.relpath(target, link.parent))
+    tree.expect("symlinked_input", "an input that is a symlink to a valid file (its mask derived)", link,
+                BY_MODEL, kspace_shape=SHAPE, note="missing")
+
+    apple = tree.paths("P001")[0].with_name("._cine_sax_kus_Uniform4.mat")
+    apple.write_bytes(b"\x00\x05\x16\x07 AppleDouble resource fork")
+    tree.expect("appledouble", "a macOS ._ metadata file beside an input", apple, ABSENT)
+
+    copy = root / "backup" / tree.paths("P001")[0].relative_to(root)
+    copy.parent.mkdir(parents=True)
+    shutil.copyfile(tree.paths("P001")[0], copy)
+    tree.expect("duplicate_output", "a nested copy of an input that maps to the same output file", copy, FAILED,
+                reason="same output path")
+
 
 def _write_injected(root: Path, cases: list[Case]) -> None:
     tree = _TreeWriter(root, "injected", cases)
@@ -295,6 +324,9 @@ def _write_permissions(root: Path, cases: list[Case]) -> None:
     matio.write_kspace_v73(tree.paths("P003")[0], "kus", simulated_kspace(SHAPE, 99))
     folder.chmod(0)
     tree.expect("unreadable_folder", "a patient folder with mode 000", folder, FAILED, reason="ermission denied")
+    _, mask_path, _ = tree.volume("unreadable_mask", "a mask file with mode 000 (mask derived)", "P004",
+                                  note="unreadable")
+    mask_path.chmod(0)
 
 
 def build_fault_tree(out: Path) -> dict:
@@ -618,7 +650,8 @@ def check_run(out: Path, scenario: Scenario, cases: list[Case], run: RunResult) 
     for row in (run.report or {}).get("files", []):
         rows.setdefault(row["input_relative"], row)
     output_root = Path(out) / scenario.output_root
-    checks += [_check_case(case, rows, output_root, run.output_text) for case in mine]
+    owned = {case.output for case in mine if case.outcome in VALID_OUTCOMES}   # another input's valid output
+    checks += [_check_case(case, rows, output_root, run.output_text, owned) for case in mine]
     return checks
 
 
@@ -691,7 +724,8 @@ def _check_measurements(scenario: Scenario, run: RunResult) -> list[str]:
     return problems
 
 
-def _check_case(case: Case, rows: dict[str, dict], output_root: Path, output_text: str) -> Check:
+def _check_case(case: Case, rows: dict[str, dict], output_root: Path, output_text: str,
+                owned: set[str]) -> Check:
     if case.outcome == ABSENT:
         hits = [name for name in rows if name == case.input or name.startswith(case.input + "/")]
         return Check(case.scenario, case.name, ABSENT, "absent" if not hits else f"{len(hits)} rows",
@@ -712,7 +746,7 @@ def _check_case(case: Case, rows: dict[str, dict], output_root: Path, output_tex
         problems.append("no reason given")
     if row["outcome"] in (FAILED, BY_FALLBACK) and not _said(output_text, case.input, row["reason"]):
         problems.append("the run's output has no line naming the file and its reason")
-    if case.output is not None:
+    if case.output is not None and (case.outcome in VALID_OUTCOMES or case.output not in owned):
         problems += _check_output(output_root / case.output, case)
     actual = row["outcome"] + (f" ({row['method']})" if row["method"] else "")
     detail = "; ".join(problems) or (row["reason"] or "; ".join(row["notes"]) or case.description)

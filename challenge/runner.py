@@ -15,6 +15,7 @@ import logging
 import os
 import queue
 import re
+import sys
 import tempfile
 import threading
 import time
@@ -309,7 +310,8 @@ class _Pipeline:
         self.writer = writer = threading.Thread(target=self._write_all, name="writer", daemon=True)
         with logging_redirect_tqdm(), \
                 tqdm(total=len(works), desc="files", unit="file", position=0, **_TQDM) as self.files_bar, \
-                tqdm(total=0, desc="slices", unit="slice", position=1, leave=False, **_TQDM) as slices_bar:
+                tqdm(total=0, desc="slices", unit="slice", position=1, leave=False,
+                     disable=not sys.stderr.isatty(), **_TQDM) as slices_bar:  # 2 bars need a terminal
             self.progress = _SliceProgress(slices_bar)
             reader.start()
             writer.start()

@@ -174,9 +174,9 @@ class Trainer:
         if self.config.use_sda:
             self.sda.update([f.detach() for f in output.features], sample.domain)
 
-        record.update({f"loss_{k}": (float(v) if v is not None else float("nan")) for k, v in losses.items()})
+        record.update({f"loss_{k}": (v.item() if v is not None else float("nan")) for k, v in losses.items()})
         record.update({f"w_{k}": float(v) for k, v in weights.items()})
-        record["total"] = float(total)
+        record["total"] = total.item()
         return record
 
     @property
