@@ -114,7 +114,7 @@ def test_end_to_end_on_sample_tree(sample_trees, tmp_path, year, crop):
     before = snapshot(tree / "input")
     out = tmp_path / "out"
     command = [sys.executable, str(REPO / "predict.py"), "--input", str(tree / "input"), "--output", str(out),
-               "--method", "cgsense", "--device", "cpu", *(["--crop"] if crop else [])]
+               "--method", "zerofilled", "--device", "cpu", *(["--crop"] if crop else [])]
     finished = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=240)
     assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
     assert "exit code 0" in finished.stdout

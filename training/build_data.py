@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from challenge.masks import make_mask
-from challenge.matio import write_kspace_v73, write_mask_v73, write_output
-from challenge.rules import parse_job, to_output_array
+from challenge.matio import write_kspace_v73
+from challenge.sample_data import Case, write_case
 from simulation.acquisition import simulate_kspace
 from simulation.anatomy import RealDataMissing, list_cine_series, load_cine_resized
 from simulation.phantom import phantom_series
@@ -111,13 +111,10 @@ def build_eval_tree(out: Path, series: list[Series], rng: np.random.Generator) -
             for factor in EVAL_FACTORS:
                 mask = make_mask(pattern, nt, ny, nx, factor, NUM_ACS_2024, rng)
                 name = f"{s.base}_kus_{pattern}{factor}.mat"
-                kus_path = out / "input" / s.modality / "TestSet" / "UnderSample_Task2" / patient / name
-                write_kspace_v73(kus_path, "kus", kspace * mask[:, None, None])
-                write_mask_v73(kus_path.parents[2] / "Mask_Task2" / patient / name.replace("_kus_", "_mask_"),
-                               "mask", mask)
-                job = parse_job(out / "input", kus_path)
-                write_output(out / "gt_full" / job.output_relative,
-                             to_output_array(job, reference, has_time_axis=True, crop=False))
+                folder = f"{s.modality}/TestSet/{{}}_Task2/{patient}"
+                case = Case(f"{folder.format('UnderSample')}/{name}", s.base, nt, 1, kspace.shape[2], ny, nx,
+                            pattern, factor, mask_relative=f"{folder.format('Mask')}/{name.replace('_kus_', '_mask_')}")
+                write_case(out, kspace, reference, mask, case, crops=(False,))
                 count += 1
         sources.append({"patient": patient, "center": s.center, "vendor": s.vendor, "source": s.patient,
                         "base": s.base})

@@ -61,7 +61,7 @@ PRESETS = {
     # the paper's schedule on the paper-size generator (GPU)
     "paper": TrainConfig(model="paper", epochs=20, steps_per_epoch=5000),
     # what ships from CPU-only hardware: the small generator on a short schedule
-    "cpu": TrainConfig(model="small", epochs=20, steps_per_epoch=200, lr=5e-4, weight_decay=0.01,
+    "cpu": TrainConfig(model="small", epochs=20, steps_per_epoch=150, lr=5e-4, weight_decay=0.01,
                        grad_clip=1.0, unroll_steps=1, val_samples=24),
     # a few minutes on CPU: shows the validation metric moving
     "smoke": TrainConfig(model="tiny", epochs=3, steps_per_epoch=40, lr=1e-3, weight_decay=0.01,
