@@ -6,6 +6,7 @@ MATLAB order and are transposed here. Outputs are MAT v5 in MATLAB order (``rule
 format every official loader reads identically (cmrxrecon-format.md §3.4).
 """
 import os
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -150,11 +151,26 @@ def read_mask(path: Path, key: str | None = None) -> np.ndarray:
     return data != 0
 
 
+_TEMPORARY_NAME = re.compile(r"^\.(?P<target>.+\.mat)\.\d+\.tmp$")
+
+
+def temporary_path(path: Path) -> Path:
+    """Where an atomic write of ``path`` goes first: same folder, hidden, never named *.mat (a scorer globbing
+    *.mat must not see a half-written file)."""
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def temporary_target(path: Path) -> Path | None:
+    """The output a temporary file left by an interrupted atomic write was meant for, else None."""
+    match = _TEMPORARY_NAME.match(path.name)
+    return path.with_name(match["target"]) if match else None
+
+
 def _atomic(path: Path, write) -> None:
-    """Write through a temporary file in the same folder (never named *.mat), then rename over the target."""
+    """Write through a temporary file in the same folder, then rename over the target."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = temporary_path(path)
     try:
         write(tmp)
         with open(tmp, "rb+") as handle:

@@ -31,6 +31,9 @@ class FileResult:
     outcome: str = FAILED
     method: str | None = None           # the method whose output was written
     seconds: float = 0.0                # read + reconstruct + write
+    read_seconds: float = 0.0           # reading and checking the input (prefetch thread)
+    reconstruct_seconds: float = 0.0    # the reconstructor(s), fallbacks included
+    write_seconds: float = 0.0          # writing and re-validating the output (writer thread)
     reason: str | None = None           # why it failed or fell back
     notes: list[str] = field(default_factory=list)  # warnings: derived mask, non-finite k-space, ...
 

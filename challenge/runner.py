@@ -14,7 +14,6 @@ import gc
 import logging
 import os
 import queue
-import re
 import sys
 import tempfile
 import threading
@@ -38,7 +37,6 @@ log = logging.getLogger(__name__)
 FALLBACK_METHODS = ("cgsense", "zerofilled")
 ReconstructorFactory = Callable[[str], Reconstructor]
 
-_TEMPORARY_NAME = re.compile(r"^\.(?P<target>.+\.mat)\.\d+\.tmp$")
 _DONE = object()           # end-of-stream marker on the queues
 _QUEUE_POLL_S = 0.5
 
@@ -139,11 +137,11 @@ def remove_temporary_files(output_root: Path, input_root: Path, shard: tuple[int
     Never looks into the input root, even when it lies inside the output root. Returns how many."""
     if shard[1] == 1:
         candidates = [path for path in _files_outside(output_root, input_root.resolve())
-                      if temporary_target(path) is not None]
+                      if matio.temporary_target(path) is not None]
     else:
         outputs = {output_root / job.output_relative for job in jobs}
         candidates = [path for folder in {output.parent for output in outputs} if folder.is_dir()
-                      for path in folder.iterdir() if temporary_target(path) in outputs]
+                      for path in folder.iterdir() if matio.temporary_target(path) in outputs]
     candidates.append(output_root / (report_name(shard) + ".tmp"))
     removed = 0
     for path in candidates:
@@ -153,12 +151,6 @@ def remove_temporary_files(output_root: Path, input_root: Path, shard: tuple[int
     if removed:
         log.info("removed %d temporary files of an earlier run from %s", removed, output_root)
     return removed
-
-
-def temporary_target(path: Path) -> Path | None:
-    """The output a temp file of matio's atomic writes (``.{name}.{pid}.tmp``) was meant for, else None."""
-    match = _TEMPORARY_NAME.match(path.name)
-    return path.with_name(match["target"]) if match else None
 
 
 def _files_outside(root: Path, excluded: Path):
@@ -355,7 +347,9 @@ class _Pipeline:
         started = time.monotonic()
         meta = rules.volume_meta(slab.work.job)
         image, method, fallback_reason = self.chain.reconstruct(slab.kspace, slab.mask, meta, self.progress)
-        work.result.seconds += time.monotonic() - started
+        elapsed = time.monotonic() - started
+        work.result.seconds += elapsed
+        work.result.reconstruct_seconds += elapsed
         if image is None:
             self._fail(work, f"every method failed: {fallback_reason}")
             return
@@ -440,7 +434,9 @@ class _Pipeline:
             notes.extend(w for w in volume.warnings if w not in notes)
             has_data = bool(kspace.any())
             slab_mask = mask if mask is not None else _derive_mask(kspace)
-            work.result.seconds += time.monotonic() - started
+            elapsed = time.monotonic() - started
+            work.result.seconds += elapsed
+            work.result.read_seconds += elapsed
             if not self._put_read(_Slab(work, index, len(slabs), slices, kspace, slab_mask, has_data)):
                 return
             del kspace, volume
@@ -466,7 +462,9 @@ class _Pipeline:
                 path.unlink(missing_ok=True)
                 work.result.outcome, work.result.method = FAILED, None
                 work.result.reason = f"writing {path} failed: {type(error).__name__}: {error}"
-            work.result.seconds += time.monotonic() - started
+            elapsed = time.monotonic() - started
+            work.result.seconds += elapsed
+            work.result.write_seconds += elapsed
             self._file_done(work.result)
 
 

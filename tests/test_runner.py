@@ -4,7 +4,6 @@ Inputs are small 2024-layout trees written with challenge.matio (plus the sample
 in the slow end-to-end tests); reconstructors are the classical ones or injected fakes, so no weights are needed.
 """
 import json
-import os
 import stat
 from pathlib import Path
 
