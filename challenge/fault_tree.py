@@ -89,6 +89,8 @@ class Scenario:
     damage: dict[str, str] = field(default_factory=dict)  # output relative -> truncate|garbage|wrong_shape|delete
     temporaries: list[str] = field(default_factory=list)  # left-over temporary files to plant (relative)
     copy_output_of: str | None = None # start from a copy of this scenario's output root
+    unreadable: list[str] = field(default_factory=list)   # input paths given mode 000 for the run
+    read_only_output: bool = False    # the output root has mode 555 for the run
     max_slab_bytes: int | None = None
     max_traced_bytes: int | None = None  # peak numpy memory of an in-process run must stay below this
 
@@ -292,7 +294,7 @@ def _write_injected(root: Path, cases: list[Case]) -> None:
     tree.volume("model_returns_nan", "the model returns NaN in one slice", "P002", outcome=BY_FALLBACK,
                 method="cgsense", reason="non-finite", fault="nan")
     tree.volume("cuda_out_of_memory", "CUDA out-of-memory on the first call, success with half the batch",
-                "P003", method="genre", fault="cuda_oom_once")
+                "P003", method="genre", note="out of memory", fault="cuda_oom_once")
     tree.volume("large_matrix_in_slabs", "50 MB of k-space read and reconstructed one 2 MB slab at a time",
                 "P004", shape=LARGE_SHAPE, method="genre")
     tree.volume("model_raises_in_second_slab", "the model raises in the second slab of a slabbed volume",
@@ -313,20 +315,20 @@ def _write_bad_weights(scenario_root: Path, cases: list[Case]) -> Path:
     return weights
 
 
-def _write_permissions(root: Path, cases: list[Case]) -> None:
+def _write_permissions(root: Path, cases: list[Case]) -> list[str]:
+    """Returns the paths (relative to root) that the run makes unreadable (mode 000 during the run only, so
+    that the built tree stays removable by its owner)."""
     tree = _TreeWriter(root, "permissions", cases)
     tree.volume("readable_beside_unreadable", "a valid file beside unreadable ones", "P001")
     path, _, _ = tree.volume("unreadable_file", "an input file with mode 000", "P002", outcome=FAILED,
                              reason="ermission denied")
-    path.chmod(0)
     folder = root / "Cine" / "TestSet" / "UnderSample_Task1" / "P003"
     tree.paths("P003")[0].parent.mkdir(parents=True)
     matio.write_kspace_v73(tree.paths("P003")[0], "kus", simulated_kspace(SHAPE, 99))
-    folder.chmod(0)
     tree.expect("unreadable_folder", "a patient folder with mode 000", folder, FAILED, reason="ermission denied")
     _, mask_path, _ = tree.volume("unreadable_mask", "a mask file with mode 000 (mask derived)", "P004",
                                   note="unreadable")
-    mask_path.chmod(0)
+    return [str(PurePosixPath(*p.relative_to(root).parts)) for p in (path, folder, mask_path)]
 
 
 def build_fault_tree(out: Path) -> dict:
@@ -339,13 +341,12 @@ def build_fault_tree(out: Path) -> dict:
     _write_main(out / "main" / "input", cases)
     _write_injected(out / "injected" / "input", cases)
     weights = _write_bad_weights(out / "bad_weights", cases)
-    _write_permissions(out / "permissions" / "input", cases)
+    unreadable = _write_permissions(out / "permissions" / "input", cases)
     for folder in ("Cine/TestSet/UnderSample_Task1/P001", "Mapping/TestSet/UnderSample_Task2"):
         (out / "empty_root" / "input" / folder).mkdir(parents=True)
     (out / "blocker").mkdir()
     (out / "blocker" / "a_file").write_text("an output root cannot live under a file\n")
     (out / "runs" / "output_read_only").mkdir(parents=True)
-    (out / "runs" / "output_read_only").chmod(0o555)
 
     main_outputs = {case.output: case for case in cases if case.scenario == "main" and case.output}
     damage = {
@@ -380,13 +381,15 @@ def build_fault_tree(out: Path) -> dict:
                             "{out}/" + str(PurePosixPath(*weights.relative_to(out).parts))],
                  run_note="sha256", primary_method="cgsense"),
         Scenario("permissions", "an unreadable file and an unreadable folder", "permissions/input",
-                 "runs/permissions", exit_code=1, arguments=cgsense, needs_permissions=True),
+                 "runs/permissions", exit_code=1, arguments=cgsense, needs_permissions=True,
+                 unreadable=unreadable),
         Scenario("empty_root", "an input root holding only empty folders", "empty_root/input",
                  "runs/empty_root", exit_code=1, arguments=cgsense, message="no files to reconstruct"),
         Scenario("output_is_under_a_file", "an output root below a regular file", "main/input",
                  "blocker/a_file/output", exit_code=2, arguments=cgsense, report=False, message="not writable"),
         Scenario("output_read_only", "an output root without write permission", "main/input",
                  "runs/output_read_only", exit_code=2, arguments=cgsense, report=False, message="not writable",
+                 read_only_output=True,
                  needs_permissions=True),
     ]
     expected = {"year": 2024, "scenarios": [asdict(s) for s in scenarios], "cases": [asdict(c) for c in cases]}
@@ -444,13 +447,15 @@ def permission_prefix() -> list[str] | None:
 
 
 class _ReadOnly:
-    """chmod -R a-w over a tree for the duration of a run (modes restored after)."""
+    """chmod -R a-w over a tree for the duration of a run (modes restored after); ``active`` False: nothing."""
 
-    def __init__(self, root: Path):
-        self.root = root
+    def __init__(self, root: Path, active: bool = True):
+        self.root, self.active = root, active
         self.modes: dict[Path, int] = {}
 
     def __enter__(self):
+        if not self.active:
+            return self
         for path in [self.root, *_walk(self.root)]:
             mode = path.lstat().st_mode
             if not stat.S_ISLNK(mode):
@@ -562,7 +567,9 @@ def run_scenario(out: Path, scenario: Scenario, cases: list[Case], prefix: list[
         remove_tree(output_root)
         shutil.copytree(out / source.output_root, output_root, symlinks=True)
         _damage_outputs(output_root, scenario)
-    with _ReadOnly(input_root):
+    with _ReadOnly(input_root), _ReadOnly(output_root, scenario.read_only_output):
+        for relative in scenario.unreadable:     # modes come back with _ReadOnly's exit
+            (input_root / relative).chmod(0)
         result.input_before = snapshot(input_root)
         if scenario.in_process:
             _run_in_process(scenario, cases, input_root, output_root, result)

@@ -183,8 +183,10 @@ class MethodChain:
         return self.methods[0]
 
     def reconstruct(self, kspace: np.ndarray, mask: np.ndarray, meta: VolumeMeta,
-                    progress: "_SliceProgress") -> tuple[np.ndarray | None, str | None, str | None]:
-        """-> (image (nt, nz, ny, nx) float32, method, why earlier methods failed); image None if all failed."""
+                    progress: "_SliceProgress", notes: list[str] | None = None
+                    ) -> tuple[np.ndarray | None, str | None, str | None]:
+        """-> (image (nt, nz, ny, nx) float32, method, why earlier methods failed); image None if all failed.
+        Retries after CUDA out-of-memory are appended to ``notes`` (the file's report row)."""
         expected = (kspace.shape[0], kspace.shape[1], kspace.shape[3], kspace.shape[4])
         problems = []
         for method in self.methods:
@@ -192,7 +194,7 @@ class MethodChain:
             if reconstructor is None:
                 problems.append(f"{method}: {self._unbuildable[method]}")
                 continue
-            image, problem = _attempt(reconstructor, kspace, mask, meta, expected, progress)
+            image, problem = _attempt(reconstructor, kspace, mask, meta, expected, progress, notes)
             if problem is None:
                 return image, method, "; ".join(problems) or None
             log.warning("%s: %s failed: %s", meta.name, method, problem)
@@ -210,8 +212,9 @@ class MethodChain:
         return self._built.get(method)
 
 
-def _attempt(reconstructor: Reconstructor, kspace, mask, meta, expected, progress):
-    """One method on one slab; CUDA out-of-memory retries with half the batch size. -> (image, problem)."""
+def _attempt(reconstructor: Reconstructor, kspace, mask, meta, expected, progress, notes: list[str] | None = None):
+    """One method on one slab; CUDA out-of-memory retries with half the batch size (said in ``notes``).
+    -> (image, problem)."""
     while True:
         progress.begin_attempt()
         try:
@@ -220,8 +223,11 @@ def _attempt(reconstructor: Reconstructor, kspace, mask, meta, expected, progres
             batch_size = getattr(reconstructor, "batch_size", 1)
             if _is_out_of_memory(error) and batch_size > 1:
                 reconstructor.batch_size = batch_size // 2
-                log.warning("%s: out of memory in %s; retrying with batch size %d",
-                            meta.name, reconstructor.name, reconstructor.batch_size)
+                note = f"out of memory in {reconstructor.name}; retried with batch size {reconstructor.batch_size}"
+                log.warning("%s: %s", meta.name, note)
+                if notes is not None:      # the file's report row says why it ran with a smaller batch
+                    notes.append(note)
+                progress.abort_attempt()   # rewind the failed try's slices, as for any failed attempt
                 gc.collect()
                 continue
             progress.abort_attempt()
@@ -346,7 +352,8 @@ class _Pipeline:
         work.has_data = True
         started = time.monotonic()
         meta = rules.volume_meta(slab.work.job)
-        image, method, fallback_reason = self.chain.reconstruct(slab.kspace, slab.mask, meta, self.progress)
+        image, method, fallback_reason = self.chain.reconstruct(slab.kspace, slab.mask, meta, self.progress,
+                                                                work.result.notes)
         elapsed = time.monotonic() - started
         work.result.seconds += elapsed
         work.result.reconstruct_seconds += elapsed

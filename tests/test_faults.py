@@ -6,6 +6,7 @@ root under setpriv without CAP_DAC_OVERRIDE; an in-process PermissionError test 
 """
 import copy
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.io
+import torch
 
 from challenge import fault_tree, matio
 from challenge.fault_tree import (ABSENT, LARGE_SHAPE, SLAB_BYTES, build_fault_tree, check_run, load_expected,
@@ -58,6 +60,20 @@ ISSUE_CASES = {
     "weights whose sha256 does not match": ("bad_weights", "*"),
     "fallback used when the weights are refused": ("bad_weights", "weights_sha256_mismatch"),
 }
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One torch thread here and in the predict.py children: faster on a shared, busy CPU."""
+    threads, variable = torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS")
+    torch.set_num_threads(1)
+    os.environ["OMP_NUM_THREADS"] = "1"
+    yield
+    torch.set_num_threads(threads)
+    if variable is None:
+        os.environ.pop("OMP_NUM_THREADS")
+    else:
+        os.environ["OMP_NUM_THREADS"] = variable
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +141,7 @@ def test_issue_list_is_covered_by_the_tree(tree):
     for case in cases:
         assert case.outcome in ("model", "fallback", "failed", "resumed", ABSENT)
         root = out / scenarios[case.scenario].input_root
-        assert (root / case.input).is_symlink() or (root / case.input).exists() or case.name == "unreadable_file"
+        assert (root / case.input).is_symlink() or (root / case.input).exists()
         if case.outcome in (FAILED, "fallback"):
             assert case.reason, f"{case.name}: a failure or fallback needs its expected reason"
     saved = json.loads((out / "expected.json").read_text())
@@ -177,9 +193,7 @@ def test_permission_error_in_process(tmp_path, monkeypatch):
     root = out / "permissions" / "input"
     cases = []
     fault_tree._write_permissions(root, cases)
-    fault_tree.remove_tree(root / "Cine" / "TestSet" / "UnderSample_Task1" / "P003")
     unreadable = next(c for c in cases if c.name == "unreadable_file")
-    (root / unreadable.input).chmod(0o644)
     real_info = matio.kspace_info
 
     def kspace_info(path, *args, **kwargs):
@@ -192,7 +206,8 @@ def test_permission_error_in_process(tmp_path, monkeypatch):
     rows = {r.input_relative: r for r in report.files}
     assert rows[unreadable.input].outcome == FAILED
     assert "Permission denied" in rows[unreadable.input].reason and "P002" in rows[unreadable.input].reason
-    assert sum(r.outcome == BY_MODEL for r in report.files) == 1 and report.exit_code == 1
+    others = [r for name, r in rows.items() if name != unreadable.input]
+    assert others and all(r.outcome == BY_MODEL for r in others) and report.exit_code == 1
 
 
 def test_checker_catches_mismatches(runs, tree):

@@ -42,8 +42,10 @@ def format_table(curves: list[dict], history: list[dict]) -> str:
     for row in curves:
         val = by_epoch.get(row["epoch"], {})
         cells = [row.get(k) for k in ("total", "loss_ssim", "loss_image", "loss_ear", "loss_sda", "loss_adv")]
+        metrics = (f" {val['val_ssim']:>9.4f} {val['val_psnr']:>9.2f}" if val
+                   else f" {'(running)':>9} {'':>9}")          # the epoch in progress has no validation yet
         lines.append(f"{row['epoch']:>5} " + " ".join(f"{c:>8.4f}" if c is not None else f"{'-':>8}" for c in cells)
-                     + f" {val.get('val_ssim', float('nan')):>9.4f} {val.get('val_psnr', float('nan')):>9.2f}")
+                     + metrics)
     return "\n".join(lines)
 
 
