@@ -72,6 +72,9 @@ def discover(input_root: Path | str) -> Discovery:
                     found.jobs.append(parsed)
                 else:
                     found.skipped.append((path, parsed))
+            elif isinstance(classify(root, path), Job):
+                # named like an input the organisers expect a reconstruction of: it must count against w
+                found.errors.append((path, "broken symlink or not a regular file"))
             else:
                 found.skipped.append((path, "broken symlink or not a regular file"))
     found.jobs.sort(key=lambda job: str(job.relative_path))

@@ -152,7 +152,8 @@ class _TreeWriter:
 
     def volume(self, name: str, description: str, patient: str, *, outcome: str = BY_MODEL,
                base: str = "cine_sax", pattern: str = "Uniform", rate: int = 4, modality: str = "Cine",
-               shape: tuple[int, ...] = SHAPE, write_mask: bool = True, **expectations) -> tuple[Path, Path, np.ndarray]:
+               shape: tuple[int, ...] = SHAPE, write_mask: bool = True,
+               **expectations) -> tuple[Path, Path, np.ndarray]:
         """Write one valid input and its mask; returns (input path, mask path, undersampled k-space in h5py
         order). Callers damage the files afterwards."""
         self.seed += 1
@@ -348,7 +349,6 @@ def build_fault_tree(out: Path) -> dict:
     (out / "blocker" / "a_file").write_text("an output root cannot live under a file\n")
     (out / "runs" / "output_read_only").mkdir(parents=True)
 
-    main_outputs = {case.output: case for case in cases if case.scenario == "main" and case.output}
     damage = {
         _output_of(cases, "valid_uniform"): "truncate",       # a partial output of a killed run
         _output_of(cases, "mat_v5"): "garbage",
@@ -362,8 +362,9 @@ def build_fault_tree(out: Path) -> dict:
         elif case.output in damage:
             resumed.description = f"{case.description}; output damaged ({damage[case.output]}), redone"
         cases.append(resumed)
-    temporaries = [str(PurePosixPath(output).with_name(f".{PurePosixPath(output).name}.4242.tmp"))
-                   for output in list(main_outputs)[:2]] + ["run_report.json.tmp"]
+    # what a killed run leaves: matio's temporaries beside two outputs, the report's temporary
+    temporaries = [str(PurePosixPath(matio.temporary_path(Path(_output_of(cases, name)))))
+                   for name in ("valid_ktgaussian", "nan_inf")] + ["run_report.json.tmp"]
 
     cgsense = ["--method", "cgsense", "--device", "cpu"]
     scenarios = [
@@ -380,7 +381,7 @@ def build_fault_tree(out: Path) -> dict:
                  arguments=["--method", "genre", "--device", "cpu", "--weights",
                             "{out}/" + str(PurePosixPath(*weights.relative_to(out).parts))],
                  run_note="sha256", primary_method="cgsense"),
-        Scenario("permissions", "an unreadable file and an unreadable folder", "permissions/input",
+        Scenario("permissions", "an unreadable file, folder and mask", "permissions/input",
                  "runs/permissions", exit_code=1, arguments=cgsense, needs_permissions=True,
                  unreadable=unreadable),
         Scenario("empty_root", "an input root holding only empty folders", "empty_root/input",
@@ -389,8 +390,7 @@ def build_fault_tree(out: Path) -> dict:
                  "blocker/a_file/output", exit_code=2, arguments=cgsense, report=False, message="not writable"),
         Scenario("output_read_only", "an output root without write permission", "main/input",
                  "runs/output_read_only", exit_code=2, arguments=cgsense, report=False, message="not writable",
-                 read_only_output=True,
-                 needs_permissions=True),
+                 read_only_output=True, needs_permissions=True),
     ]
     expected = {"year": 2024, "scenarios": [asdict(s) for s in scenarios], "cases": [asdict(c) for c in cases]}
     (out / EXPECTED_NAME).write_text(json.dumps(expected, indent=1) + "\n")

@@ -159,3 +159,13 @@ def test_two_inputs_for_one_output_keep_the_first(tmp_path):
     assert [str(job.relative_path) for job in found.jobs] == [
         "Cine/TestSet/UnderSample_Task1/P001/cine_sax_kus_Uniform8.mat"]
     assert len(found.errors) == 1 and "same output path" in found.errors[0][1]
+
+
+def test_dangling_symlink_named_like_an_input_is_an_error_not_a_skip(tmp_path):
+    folder = tmp_path / "Cine" / "TestSet" / "UnderSample_Task2" / "P001"
+    folder.mkdir(parents=True)
+    (folder / "cine_sax_kus_ktRadial8.mat").symlink_to(tmp_path / "gone.mat")
+    (folder / "notes.mat").symlink_to(tmp_path / "gone-too.mat")
+    found = discover(tmp_path)
+    assert [path.name for path, _ in found.errors] == ["cine_sax_kus_ktRadial8.mat"]
+    assert "notes.mat" in [path.name for path, _ in found.skipped]
