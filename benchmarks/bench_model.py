@@ -23,6 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 
+from benchmarks.evaluate import cpu_model  # noqa: E402
 from model.config import PRESETS  # noqa: E402
 from model.generator import GenreGenerator, flops_per_output_slice, parameter_counts  # noqa: E402
 from model.normalisation import kspace_scale  # noqa: E402
@@ -97,22 +98,12 @@ def cuda_measure(name: str, args) -> dict:
     return result
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown cpu"
-
-
 def markdown(rows: list[dict], args, command: str) -> str:
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
     lines = [
         START, "## Generator model (benchmarks/bench_model.py)", "",
         f"- Command: `{command}`",
-        f"- Machine: {cpu_name()}, {torch.get_num_threads()} torch threads; GPU: {gpu}; "
+        f"- Machine: {cpu_model()}, {torch.get_num_threads()} torch threads; GPU: {gpu}; "
         f"torch {torch.__version__}, Python {platform.python_version()}",
         f"- Date: {datetime.datetime.now().astimezone().isoformat(timespec='minutes')}",
         f"- Input: one output slice = one forward pass: {args.coils} coils, 5 frames, {args.height} x {args.width};"
@@ -122,6 +113,7 @@ def markdown(rows: list[dict], args, command: str) -> str:
     ]
     columns = [("config", "config", "{}"), ("trainable_params", "trainable params (M)", "{:.2f}"),
                ("total_params", "total params (M)", "{:.2f}"), ("tflops", "TFLOP / slice", "{:.3f}"),
+               ("tflops_448x204", "TFLOP / slice at 448x204, 10 coils", "{:.3f}"),
                ("cpu_slices_per_s", "CPU slices/s", "{:.3f}"), ("cpu_peak_rss_gib", "CPU peak RSS (GiB)", "{:.2f}")]
     if torch.cuda.is_available():
         columns += [("cuda_fp32_slices_per_s", "CUDA fp32 slices/s", "{:.2f}"),
@@ -170,7 +162,9 @@ def main() -> int:
         with torch.device("meta"):
             trainable, total = parameter_counts(GenreGenerator(PRESETS[name]))
         row = {"config": name, "trainable_params": trainable / 1e6, "total_params": total / 1e6,
-               "tflops": flops_per_output_slice(PRESETS[name], args.coils, args.height, args.width) / 1e12}
+               "tflops": flops_per_output_slice(PRESETS[name], args.coils, args.height, args.width) / 1e12,
+               # the size E2E-VarNet's 0.15 TFLOP per slice refers to (deployment.md)
+               "tflops_448x204": flops_per_output_slice(PRESETS[name], 10, 204, 448) / 1e12}
         if not args.skip_cpu:
             row.update(cpu_measure(name, args))
         if torch.cuda.is_available():

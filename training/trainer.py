@@ -5,7 +5,6 @@ import csv
 import json
 import logging
 import os
-import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -295,4 +294,5 @@ class Trainer:
 def hardware_description(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+    from benchmarks.evaluate import cpu_model
+    return f"{cpu_model()}, {torch.get_num_threads()} torch threads"
