@@ -18,16 +18,13 @@ import math
 
 import numpy as np
 
+from challenge.rules import matlab_round
+
 PATTERNS = ("Uniform", "ktUniform", "ktGaussian", "ktRadial")
 GAUSSIAN_ALPHA = 0.2          # ktMaskGenerator.m
 GOLDEN_ANGLE_DEG = 137.5      # ktMaskGenerator.m: rotation of the spoke set from one frame to the next
 RADIAL_RATE_SCALE = 0.6       # ktMaskGenerator.m: ktRadial runs with R * 0.6
 _MATLAB_DEFAULT_SEED = 5489   # MATLAB's rng(0) is MT19937's default seed
-
-
-def matlab_round(x):
-    """MATLAB ``round``: halves away from zero (numpy rounds halves to even)."""
-    return np.sign(x) * np.floor(np.abs(x) + 0.5)
 
 
 def centred_block(length: int, size: int) -> slice:

@@ -16,7 +16,8 @@ import hdf5storage
 import numpy as np
 import scipy.io
 
-OUTPUT_KEY = "img4ranking"
+from challenge.rules import OUTPUT_KEY
+
 _MATLAB_META = {"__header__", "__version__", "__globals__"}
 
 

@@ -233,12 +233,14 @@ def frame_class(year: int, base: str) -> str:
 # ---------------------------------------------------------------------------------------------------------
 # MATLAB rounding, crop.m, run4Ranking and the output array.
 
-def matlab_round(x: float) -> int:
-    """MATLAB round: halves away from zero (Python's round(42.5) is 42, MATLAB's 43)."""
-    magnitude = abs(x)
-    whole = math.floor(magnitude)
-    rounded = whole + 1 if magnitude - whole >= 0.5 else whole
-    return int(math.copysign(rounded, x))
+def matlab_round(x):
+    """MATLAB round: halves away from zero (Python's round(42.5) is 42, MATLAB's 43); a scalar gives an int,
+    an array a float array."""
+    magnitude = np.abs(x)
+    whole = np.floor(magnitude)
+    # compare the fraction (not floor(x + 0.5)): 0.49999999999999994 + 0.5 rounds up to 1.0 in floating point
+    rounded = np.sign(x) * (whole + (magnitude - whole >= 0.5))
+    return int(rounded) if np.ndim(rounded) == 0 else rounded
 
 
 def crop_indices(m: int, s: int) -> tuple[int, int]:

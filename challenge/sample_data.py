@@ -17,12 +17,11 @@ import numpy as np
 
 from challenge.masks import make_mask
 from challenge.matio import write_kspace_v73, write_mask_v73, write_output
-from challenge.rules import parse_job, to_output_array
+from challenge.rules import ACS_LINES, parse_job, to_output_array
 from simulation.acquisition import simulate_kspace
 from simulation.anatomy import RealDataMissing, list_cine_series, load_cine_resized
 from simulation.phantom import phantom_series
 
-ACS = {2023: 24, 2024: 16, 2025: 20}
 PHANTOM_CONTRAST = {"cine": "cine", "T1map": "T1map", "T2map": "T2map", "tagging": "tagging",
                     "blackblood": "blackblood", "aorta": "cine", "lge": "lge"}
 
@@ -152,7 +151,7 @@ def build_sample_trees(out: Path, years=(2023, 2024, 2025), seed: int = 0) -> di
             magnitude = magnitude_series(case, rng, anatomy)
             kspace, reference = simulate_kspace(magnitude, case.nc, rng, snr=float(rng.uniform(20, 60)),
                                                 scale=float(10 ** rng.uniform(-3, 1)))
-            mask = make_mask(case.pattern, max(case.nt, 1), case.ny, case.nx, case.factor, ACS[year], rng)
+            mask = make_mask(case.pattern, max(case.nt, 1), case.ny, case.nx, case.factor, ACS_LINES[year], rng)
             write_case(year_root, kspace, reference, mask, case)
             manifest["files"].append({"year": year, "input": case.relative, "shape_h5": list(kspace.shape),
                                       "has_time_axis": case.nt > 0, "pattern": case.pattern, "R": case.factor})
