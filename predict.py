@@ -47,6 +47,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="K/N: this process does files i with i %% N == K (default: RANK/WORLD_SIZE)")
     parser.add_argument("--resume", action="store_true", help="keep outputs that already validate")
     parser.add_argument("--crop", action="store_true", help="validation-phase run4Ranking crop")
+    parser.add_argument("--max-slab-gb", type=float, default=2.0,
+                        help="read and reconstruct a volume in slabs of slices of at most this much k-space")
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     return parser.parse_args(argv)
 
@@ -57,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     options = RunOptions(input_root=args.input, output_root=args.output, method=args.method,
                          weights=args.weights, device=args.device, batch_size=args.batch_size, amp=args.amp,
-                         shard=args.shard, resume=args.resume, crop=args.crop)
+                         shard=args.shard, resume=args.resume, crop=args.crop,
+                         max_slab_bytes=int(args.max_slab_gb * 2 ** 30))
     try:
         report = run(options)
     except RunSetupError as error:

@@ -66,8 +66,7 @@ def uniform_mask(ny: int, nx: int, R: int, ncalib: int, nt: int | None = None) -
 
 
 def _ind2xy(ind: np.ndarray, rows: int) -> tuple[np.ndarray, np.ndarray]:
-    """1-based column-major index -> (row, column), both 1-based, as ktdup.m computes it (also for
-    non-integer indices)."""
+    """1-based column-major index -> (row, column), both 1-based, as ktdup.m computes it."""
     return ind - np.floor((ind - 1) / rows) * rows, np.ceil(ind / rows)
 
 
@@ -96,9 +95,8 @@ def _ktdup(ph: np.ndarray, ti: np.ndarray, ny: int, nt: int) -> tuple[np.ndarray
 def _kt_samples_to_lines(ph: np.ndarray, ti: np.ndarray, ny: int, nt: int) -> np.ndarray:
     """Centred (ky, frame) samples -> sampled ky lines (nt, ny) bool, via the toolbox's linear indices."""
     ind = matlab_round(ny * (ti + nt // 2) + (ph + ny // 2 + 1)).astype(np.int64)
-    ind[ind <= 0] = 1
-    if ind.max() > ny * nt:
-        raise ValueError(f"k-t sample index {ind.max()} outside the {ny} x {nt} grid")
+    if ind.min() < 1 or ind.max() > ny * nt:
+        raise ValueError(f"k-t sample indices {ind.min()}..{ind.max()} outside the {ny} x {nt} grid")
     grid = np.zeros(ny * nt, dtype=bool)  # column-major (ny, nt) == row-major (nt, ny)
     grid[ind - 1] = True
     return grid.reshape(nt, ny)

@@ -65,10 +65,23 @@ def _v5_variables(path: Path) -> dict:
     return {k: v for k, v in variables.items() if k not in _MATLAB_META}
 
 
+def _complex_layout(dtype: np.dtype) -> np.dtype | None:
+    """The complex dtype with the same bytes as a (real, imag) compound, if there is one."""
+    real, imag = dtype.fields["real"], dtype.fields["imag"]
+    part = real[0]
+    if (len(dtype.names) == 2 and part == imag[0] and part in (np.dtype("<f4"), np.dtype("<f8"))
+            and real[1] == 0 and imag[1] == part.itemsize and dtype.itemsize == 2 * part.itemsize):
+        return np.dtype(np.complex64 if part.itemsize == 4 else np.complex128)
+    return None
+
+
 def _to_complex(path: Path, data: np.ndarray, notes: list[str]) -> np.ndarray:
     if data.dtype.names:
         if not {"real", "imag"} <= set(data.dtype.names):
             raise MatReadError(f"{path}: compound data without real/imag fields ({data.dtype})")
+        native = _complex_layout(data.dtype)
+        if native is not None and data.flags.c_contiguous:
+            return data.view(native).astype(np.complex64, copy=False)   # no copy for MATLAB single
         return (data["real"] + 1j * data["imag"]).astype(np.complex64)
     if np.iscomplexobj(data):
         return data.astype(np.complex64)
@@ -94,7 +107,7 @@ def kspace_info(path: Path, key: str | None = None) -> tuple[tuple[int, ...], bo
             with h5py.File(path, "r") as handle:
                 key = _choose_key(path, _hdf5_keys(handle), key)
                 shape = tuple(handle[key].shape)
-        except (OSError, KeyError) as error:
+        except (OSError, KeyError, ValueError, RuntimeError) as error:
             raise MatReadError(f"{path}: corrupt HDF5 ({error})") from None
     else:
         variables = _v5_variables(path)
@@ -116,7 +129,7 @@ def read_kspace(path: Path, key: str | None = None, slices: slice | None = None)
                 dataset = handle[key]
                 _, has_time = _as_five_d(path, tuple(dataset.shape))
                 data = dataset[:, selection] if has_time else dataset[selection]
-        except (OSError, KeyError, ValueError) as error:
+        except (OSError, KeyError, ValueError, RuntimeError) as error:
             raise MatReadError(f"{path}: corrupt or truncated HDF5 ({error})") from None
     else:
         variables = _v5_variables(path)
@@ -141,7 +154,7 @@ def read_mask(path: Path, key: str | None = None) -> np.ndarray:
             with h5py.File(path, "r") as handle:
                 key = _choose_key(path, _hdf5_keys(handle), key)
                 data = np.asarray(handle[key][()])
-        except (OSError, KeyError) as error:
+        except (OSError, KeyError, ValueError, RuntimeError) as error:
             raise MatReadError(f"{path}: corrupt or truncated HDF5 ({error})") from None
     else:
         variables = _v5_variables(path)

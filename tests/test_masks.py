@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from challenge.masks import effective_acceleration, make_mask, uniform_mask
+from challenge.masks import (effective_acceleration, kt_gaussian_mask_from_seed, kt_radial_mask, make_mask,
+                            uniform_mask)
 
 
 def sampled_lines(mask):
@@ -69,3 +70,88 @@ def test_effective_acceleration_grows_with_r(pattern, R):
 def test_unknown_pattern_is_refused():
     with pytest.raises(ValueError, match="unknown mask pattern"):
         make_mask("Spiral", 2, 10, 10, 4, 4, np.random.default_rng(0))
+
+
+def test_kt_uniform_outside_acs_samples_exactly_every_r_th_line():
+    lines = sampled_lines(make_mask("ktUniform", 12, 246, 8, 8, 20, np.random.default_rng(0)))
+    outside = np.ones(246, bool)
+    outside[113:133] = False
+    for t, frame in enumerate(lines):
+        np.testing.assert_array_equal(np.flatnonzero(frame & outside),
+                                      [k for k in range(246) if (k - t) % 8 == 0 and outside[k]])
+
+
+def test_kt_gaussian_draws_round_ny_over_r_distinct_lines_per_frame():
+    ny, R = 101, 4                                                    # round(25.25) = 25 lines, many repeats
+    lines = sampled_lines(kt_gaussian_mask_from_seed(10, ny, 4, R, ncalib=1, seed=17))
+    acs = np.zeros(ny, bool)
+    acs[50] = True
+    counts = (lines & ~acs).sum(axis=1) + (lines & acs).sum(axis=1)
+    # ktdup moves repeats to free lines of the same frame, so each frame keeps 25 lines (+1 if ACS was missed)
+    assert np.all((counts == 25) | (counts == 26))
+    np.testing.assert_array_equal(lines, sampled_lines(kt_gaussian_mask_from_seed(10, ny, 4, R, 1, seed=17)))
+    assert not np.array_equal(lines, sampled_lines(kt_gaussian_mask_from_seed(10, ny, 4, R, 1, seed=18)))
+
+
+def test_kt_gaussian_prefers_the_centre_of_k_space():
+    lines = sampled_lines(kt_gaussian_mask_from_seed(40, 200, 2, 8, ncalib=1, seed=3))
+    centre, edge = lines[:, 80:120].mean(), np.concatenate([lines[:, :40], lines[:, 160:]], axis=1).mean()
+    assert centre > 2 * edge
+
+
+def test_kt_radial_first_frame_contains_the_unrotated_spoke():
+    # a = max(nx, ny) = 512: the spoke is MATLAB row round(512/2) = 256 (1-based) of the square; at 0 degrees it
+    # is the nx index 255 over every ky, and the 180-degree copy of the set lands one column further
+    mask = kt_radial_mask(2, 246, 512, 8, 16)
+    assert mask[0][:, 255].all() and mask[0][:, 256].all()
+    assert not mask[1][:, 255].all()                                 # 137.5 degrees later: no such column
+
+
+def brute_force_radial(nt, ny, nx, R, ncalib):
+    """Reference: rotate every pixel of the max(nx, ny) square back onto the spoke row (imrotate, nearest)."""
+    spokes = int(np.floor(180 / (0.6 * R)))
+    side = max(nx, ny)
+    centre, line_row = (side + 1) / 2, np.floor(side / 2 + 0.5)
+    rows = np.arange(side)[:, None] + 1.0 - centre
+    cols = np.arange(side)[None, :] + 1.0 - centre
+    x0, y0 = side // 2 - nx // 2, side // 2 - ny // 2
+    out = np.zeros((nt, ny, nx), bool)
+    for t in range(nt):
+        image = np.zeros((side, side), bool)
+        for k in range(spokes + 1):
+            angle = np.deg2rad(137.5 * t + k * 180 / spokes)
+            source_row = np.floor(cols * np.sin(angle) + rows * np.cos(angle) + centre + 0.5)
+            source_col = np.floor(cols * np.cos(angle) - rows * np.sin(angle) + centre + 0.5)
+            image |= (source_row == line_row) & (source_col >= 1) & (source_col <= side)
+        out[t] = image[x0:x0 + nx, y0:y0 + ny].T
+    out[:, ny // 2 - ncalib // 2:][:, :ncalib, nx // 2 - ncalib // 2:][:, :, :ncalib] = True
+    return out
+
+
+@pytest.mark.parametrize("ny, nx, R", [(31, 40, 4), (40, 31, 8), (64, 64, 16), (37, 37, 24)])
+def test_kt_radial_matches_a_whole_image_rotation(ny, nx, R):
+    np.testing.assert_array_equal(kt_radial_mask(3, ny, nx, R, 6), brute_force_radial(3, ny, nx, R, 6))
+
+
+@pytest.mark.parametrize("pattern, low, high", [("Uniform", 0.9, 1.05), ("ktUniform", 0.95, 1.05),
+                                                ("ktGaussian", 0.95, 1.2)])
+@pytest.mark.parametrize("R", [8, 16, 24])
+def test_cartesian_rate_outside_the_acs_is_close_to_r(pattern, low, high, R):
+    # measured (246 x 12 frames, 20 ACS): Uniform 7.8/15.1/22.6, ktUniform 8.0/16.0/23.8, ktGaussian 8.4/17.8/26.1
+    mask = make_mask(pattern, 12, 246, 4, R, 20, np.random.default_rng(3))
+    outside = np.ones(246, bool)
+    outside[113:133] = False
+    assert low * R <= effective_acceleration(mask[:, outside]) <= high * R
+
+
+@pytest.mark.parametrize("R", [8, 16, 24])
+def test_kt_radial_rate_is_close_to_r(R):
+    # measured at 246 x 512 with a 16 x 16 ACS square: 9.1, 17.9, 25.9 (the 0.6 factor offsets the short spokes)
+    assert 0.9 * R <= effective_acceleration(kt_radial_mask(4, 246, 512, R, 16)) <= 1.2 * R
+
+
+def test_effective_acceleration_counts_grid_over_samples():
+    mask = np.zeros((2, 4, 5), bool)
+    mask[:, 0] = True
+    assert effective_acceleration(mask) == 4.0
+    assert effective_acceleration(np.zeros((3, 3), bool)) == np.inf

@@ -114,3 +114,34 @@ def test_validate_output_catches_what_the_scorer_would_lose(tmp_path, content, r
     scipy.io.savemat(tmp_path / "o.mat", content)
     with pytest.raises(OutputInvalid, match=reason):
         validate_output(tmp_path / "o.mat", (4, 3, 2))
+
+
+def test_native_complex_hdf5_and_v5_info(tmp_path):
+    kspace = random_kspace((2, 3, 2, 5, 4))
+    with h5py.File(tmp_path / "native.mat", "w") as handle:
+        handle["kspace"] = kspace                                      # h5py's own complex compound
+    np.testing.assert_array_equal(read_kspace(tmp_path / "native.mat").kspace, kspace)
+    write_kspace_v5(tmp_path / "v5.mat", "kus", kspace[0])            # 4-D
+    assert kspace_info(tmp_path / "v5.mat") == ((1, 3, 2, 5, 4), False, "kus")
+    volume = read_kspace(tmp_path / "v5.mat", slices=slice(2, 3))
+    np.testing.assert_array_equal(volume.kspace, kspace[:1, 2:3])
+    assert not volume.has_time_axis
+
+
+def test_wrong_dimensions_are_refused(tmp_path):
+    write_kspace_v73(tmp_path / "k.mat", "kus", random_kspace((4, 5, 6)))
+    with pytest.raises(MatReadError, match="3 dimensions"):
+        read_kspace(tmp_path / "k.mat")
+    write_mask_v73(tmp_path / "m.mat", "mask", np.ones((2, 2, 3, 4)))
+    with pytest.raises(MatReadError, match="2-D or 3-D"):
+        read_mask(tmp_path / "m.mat")
+
+
+def test_failed_write_leaves_neither_output_nor_temporary(tmp_path, monkeypatch):
+    def broken_savemat(path, *args, **kwargs):
+        open(path, "wb").write(b"half")
+        raise OSError("disk full")
+    monkeypatch.setattr(scipy.io, "savemat", broken_savemat)
+    with pytest.raises(OSError, match="disk full"):
+        write_output(tmp_path / "out.mat", np.ones((2, 2), np.float32))
+    assert list(tmp_path.iterdir()) == []

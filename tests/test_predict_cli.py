@@ -1,6 +1,7 @@
 """predict.py: exit codes, options, and end-to-end runs on the sample trees of every challenge year, re-checked
 independently against the ground-truth shapes with scipy.io.loadmat."""
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -124,3 +125,18 @@ def test_end_to_end_on_sample_tree(sample_trees, tmp_path, year, crop):
     saved = json.loads((out / "run_report.json").read_text())
     assert saved["success_rate"] == 1.0 and saved["files_total"] == len(
         [f for f in files_under(tree / ("gt_crop" if crop else "gt_full")) if f.endswith(".mat")])
+
+
+def test_max_slab_gb_processes_a_volume_in_pieces_with_the_same_result(small_tree, tmp_path, caplog):
+    root, cases = small_tree
+    whole, pieces = tmp_path / "whole", tmp_path / "pieces"
+    caplog.set_level(logging.INFO)
+    assert predict.main(["--input", str(root), "--output", str(whole), "--method", "zerofilled"]) == 0
+    assert "files to reconstruct" in caplog.text and "slabs of slices" not in caplog.text
+    one_slice_gb = np.prod([s for i, s in enumerate(SHAPE) if i != 1]) * 8 / 2 ** 30
+    assert predict.main(["--input", str(root), "--output", str(pieces), "--method", "zerofilled",
+                         "--max-slab-gb", str(one_slice_gb)]) == 0
+    assert "reading 2 slabs of slices" in caplog.text
+    for case in cases:
+        np.testing.assert_array_equal(scipy.io.loadmat(whole / case["output"])["img4ranking"],
+                                      scipy.io.loadmat(pieces / case["output"])["img4ranking"])
