@@ -129,12 +129,27 @@ def test_same_seed_same_run_and_resume_continues_identically(tree, tmp_path):
 def test_export_writes_loadable_weights_with_record(tree, tmp_path):
     trainer = Trainer(smoke_config(), tree, tmp_path)
     trainer.fit()
-    sha = trainer.export_generator(tmp_path / "genre.pt")
+    sha = trainer.export_generator(tmp_path / "genre.pt", best=False)
     generator, record = load_generator(tmp_path / "genre.pt")
     assert record["sha256"] == sha
     assert record["steps"] == 3 and record["seed"] == 0 and record["data"]["files"] == 9
-    assert record["validation"][-1]["epoch"] == 1
+    assert record["validation"][-1]["epoch"] == 1 and record["selected"]["by"] == "last epoch"
     for (name, a), (_, b) in zip(trainer.g_module.state_dict().items(), generator.state_dict().items()):
+        torch.testing.assert_close(a, b, msg=name)
+
+
+def test_export_ships_the_epoch_with_the_best_validation_ssim(tree, tmp_path):
+    trainer = Trainer(smoke_config(epochs=3, steps_per_epoch=2), tree, tmp_path)
+    trainer.fit()
+    best_epoch = max(trainer.history[1:], key=lambda h: h["val_ssim"])["epoch"]
+    saved = torch.load(tmp_path / "best.pt", weights_only=True)
+    assert int(saved["epoch"]) == best_epoch
+    trainer.export_generator(tmp_path / "genre.pt")
+    generator, record = load_generator(tmp_path / "genre.pt")
+    assert record["selected"] == {"epoch": best_epoch, "by": "best validation SSIM",
+                                  "val_ssim": pytest.approx(saved["val_ssim"]),
+                                  "val_psnr": pytest.approx(saved["val_psnr"])}
+    for (name, a), (_, b) in zip(saved["generator"].items(), generator.state_dict().items()):
         torch.testing.assert_close(a, b, msg=name)
 
 

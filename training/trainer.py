@@ -238,6 +238,8 @@ class Trainer:
                     log.info("epoch %d: %s", self.epoch, metrics)
                     (self.run_dir / "metrics.json").write_text(json.dumps(self.history, indent=2))
                     self.save_checkpoint(self.run_dir / "last.pt")
+                    if metrics["val_ssim"] >= max(h["val_ssim"] for h in self.history if h["epoch"] > 0):
+                        self.save_best(metrics)
                 if deadline is not None and time.time() > deadline:
                     log.info("time budget reached after %d steps", self.step)
                     break
@@ -279,16 +281,34 @@ class Trainer:
         self.epoch, self.step = int(state["epoch"]), int(state["step"])
         self.started = time.time() - float(state["elapsed"])
 
-    def export_generator(self, path: Path, extra_record: dict | None = None) -> str:
-        """Write the shipped-weights file with its training record (config, data, steps, time, metrics)."""
+    def save_best(self, metrics: dict) -> None:
+        """The generator of the epoch with the best validation SSIM so far (model selection on the
+        validation subjects, never on held-out data)."""
+        tmp = self.run_dir / "best.tmp"
+        torch.save({"generator": self.g_module.state_dict(), "epoch": self.epoch, "val_ssim": metrics["val_ssim"],
+                    "val_psnr": metrics["val_psnr"]}, tmp)
+        os.replace(tmp, self.run_dir / "best.pt")
+
+    def export_generator(self, path: Path, extra_record: dict | None = None, best: bool = True) -> str:
+        """Write the shipped-weights file with its training record (config, data, steps, time, metrics).
+
+        best: ship the epoch with the best validation SSIM (run_dir/best.pt) rather than the last one."""
+        state, selected = self.g_module.state_dict(), {"epoch": self.epoch, "by": "last epoch"}
+        best_path = self.run_dir / "best.pt"
+        if best and best_path.exists():
+            saved = torch.load(best_path, map_location="cpu", weights_only=True)
+            state, selected = saved["generator"], {"epoch": int(saved["epoch"]), "by": "best validation SSIM",
+                                                   "val_ssim": float(saved["val_ssim"]),
+                                                   "val_psnr": float(saved["val_psnr"])}
         record = {
             "train_config": self.config.to_dict(), "data": self.data_summary, "steps": self.step,
-            "epochs": self.epoch, "wall_time_minutes": round((time.time() - self.started) / 60, 2),
+            "epochs": self.epoch, "selected": selected,
+            "wall_time_minutes": round((time.time() - self.started) / 60, 2),
             "hardware": hardware_description(self.device), "world_size": self.dist.world_size,
             "seed": self.config.seed, "validation": self.history, "loss_curves": epoch_curves(self.run_dir),
             **(extra_record or {}),
         }
-        return save_generator(path, self.model_config, self.g_module.state_dict(), record)
+        return save_generator(path, self.model_config, state, record)
 
 
 def hardware_description(device: torch.device) -> str:
