@@ -129,8 +129,9 @@ def build_all(out: Path, seed: int = 0, realisations: int = 3, phantoms_per_cont
     except RealDataMissing as error:
         log.warning("no real cine anatomy (%s): phantom data only, no seen/unseen-centre evaluation", error)
         real = {"train": [], "seen": [], "unseen_centre": []}
-    train = real["train"] + phantom_group("cine", phantoms_per_contrast, rng, 1) \
-        + phantom_group("T1map", phantoms_per_contrast, rng, 101) + phantom_group("T2map", phantoms_per_contrast, rng, 201)
+    train = (real["train"] + phantom_group("cine", phantoms_per_contrast, rng, 1)
+             + phantom_group("T1map", phantoms_per_contrast, rng, 101)
+             + phantom_group("T2map", phantoms_per_contrast, rng, 201))
     summary = {
         "train_files": build_training_tree(out / "train", train, realisations, rng),
         "seen_files": build_eval_tree(out / "eval" / "seen", real["seen"], rng),
