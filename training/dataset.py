@@ -113,12 +113,13 @@ class WindowSampler:
         if not files:
             raise ValueError("no training files")
         self.domains = domains
-        self.by_domain = {d: [f for f in files if f.domain_name == d] for d in domains}
-        self.by_domain = {d: fs for d, fs in self.by_domain.items() if fs}
+        grouped = {d: [f for f in files if f.domain_name == d] for d in domains}
+        self.by_domain = {d: fs for d, fs in grouped.items() if fs}
         self.patterns = patterns
         self.num_acs = num_acs
         self.window = window
         self.cache = cache or KspaceCache()
+        self._slice_peaks: dict[tuple[Path, int], float] = {}
 
     def draw(self, rng: np.random.Generator, accelerations: tuple[int, ...]) -> Sample:
         domain = list(self.by_domain)[rng.integers(len(self.by_domain))]
@@ -143,11 +144,19 @@ class WindowSampler:
         centre = len(frames) // 2
         full_centre = full[centre][None] / scale
         target = rss(ifft2c(full_centre))
-        volume_max = rss(ifft2c(torch.from_numpy(kspace[:, z]))).amax() / scale
+        volume_max = torch.tensor(self.slice_peak(file, kspace, z)) / scale
         return Sample(masked_kspace=masked / scale, mask=mask_t[None], full_kspace=full_centre,
                       target=target.float(), data_range=volume_max.reshape(1).float(),
                       domain=self.domains.index(file.domain_name), radial=pattern == "ktRadial",
                       pattern=pattern, acceleration=factor)
+
+
+    def slice_peak(self, file: TrainingFile, kspace: np.ndarray, z: int) -> float:
+        """Max of the fully sampled RSS over all frames of slice z (the SSIM range), computed once per slice."""
+        key = (file.path, z)
+        if key not in self._slice_peaks:
+            self._slice_peaks[key] = float(rss(ifft2c(torch.from_numpy(kspace[:, z]))).amax())
+        return self._slice_peaks[key]
 
 
 def fixed_validation_samples(sampler: WindowSampler, count: int, accelerations: tuple[int, ...],
