@@ -18,7 +18,7 @@ from model.checkpoint import save_generator
 from model.config import preset
 from model.discriminator import DiscriminatorConfig, PatchDiscriminator
 from model.generator import GenreGenerator
-from training.adversarial import discriminator_loss, generator_adv_loss, unrolled_discriminator
+from training.adversarial import discriminator_step, generator_adv_loss, unrolled_discriminator
 from training.config import TrainConfig
 from training.cov_weighting import CoVWeighting
 from training.dataset import (KspaceCache, Sample, WindowSampler, find_training_files,
@@ -147,12 +147,8 @@ class Trainer:
         lookahead = self.d_module
         if self.config.use_adv:
             # D step on the current pair, then (Metz) a first-order lookahead copy for the generator's loss.
-            self.opt_d.zero_grad(set_to_none=True)
-            d_loss = discriminator_loss(self.discriminator(real), self.discriminator(fake.detach()),
-                                        self.config.gan_mode)
-            d_loss.backward()
-            self.opt_d.step()
-            record["d_loss"] = d_loss.item()
+            record["d_loss"] = discriminator_step(self.discriminator, self.opt_d, real, fake,
+                                                  self.config.gan_mode).item()
             if self.config.unroll_steps > 0:
                 lookahead = unrolled_discriminator(self.d_module, self.opt_d, real, fake.detach(),
                                                    steps=self.config.unroll_steps)
