@@ -32,6 +32,13 @@ class GeneratorConfig:
     n_buffer: int = 4             # [ffx, latent, x0, ffx - x0] beside x (method.md §5A)
     residual: bool = True         # GENRE residual 1x1 convs across cascades (method.md §4)
     eta_init: float = 1.0         # initial learned gradient-descent step of the data-consistency term
+    # Compute savers for the paper size (not in method.md; docs/method-choices.md). CMRxRecon readouts (W) are
+    # 2x oversampled and Cartesian undersampling is along H only, so each readout column aliases only onto
+    # itself: the denoisers may see the central fraction of columns while data consistency keeps the whole
+    # field of view. Coil maps are smooth and the ACS is low-resolution, so the sensitivity net may run on a
+    # area-downsampled ACS image whose maps are bilinearly upsampled before the unit-RSS normalisation.
+    denoiser_readout_fraction: float = 1.0
+    sens_downsample: int = 1
 
     def __post_init__(self):
         if self.adjacent_frames < 1 or self.adjacent_frames % 2 == 0:
@@ -40,6 +47,10 @@ class GeneratorConfig:
             raise ValueError(f"n_buffer must be 0 (x only) or 4 ([ffx, latent, x0, ffx - x0]), got {self.n_buffer}")
         if self.cascades < 1:
             raise ValueError(f"cascades must be >= 1, got {self.cascades}")
+        if not 0 < self.denoiser_readout_fraction <= 1:
+            raise ValueError(f"denoiser_readout_fraction must be in (0, 1], got {self.denoiser_readout_fraction}")
+        if int(self.sens_downsample) != self.sens_downsample or self.sens_downsample < 1:
+            raise ValueError(f"sens_downsample must be a positive integer, got {self.sens_downsample}")
 
 
 _PAPER_DENOISER = UnetConfig(n_feat0=48, feature_dim=(72, 96, 120), prompt_dim=(24, 48, 72),
@@ -48,7 +59,10 @@ _PAPER_SENS = UnetConfig(n_feat0=24, feature_dim=(36, 48, 60), prompt_dim=(12, 2
                          prompt_len=(5, 5, 5), prompt_size=(64, 32, 16))
 
 PRESETS: dict[str, GeneratorConfig] = {
-    "paper": GeneratorConfig(cascades=16, denoiser=_PAPER_DENOISER, sens=_PAPER_SENS),
+    # the denoisers on the central half of the (2x oversampled) readout and the sensitivity net at half
+    # resolution keep the paper widths and parameter count at <= 1.5 TFLOP per slice (docs/benchmarks.md)
+    "paper": GeneratorConfig(cascades=16, denoiser=_PAPER_DENOISER, sens=_PAPER_SENS,
+                             denoiser_readout_fraction=0.5, sens_downsample=2),
     # small: <= 0.05 TFLOP per output slice at 10 coils, 5 frames, 204 x 448 (tests/test_generator.py checks it)
     "small": GeneratorConfig(
         cascades=5,

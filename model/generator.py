@@ -22,7 +22,8 @@ class GeneratorOutput:
     image: torch.Tensor                # (B, H, W) real: centre-frame magnitude, RSS over coils of S x
     complex_image: torch.Tensor        # (B, F, H, W) complex: final x for all window frames
     sens: torch.Tensor                 # (B, F, C, H, W) complex, unit RSS over C
-    features: list[torch.Tensor]       # per cascade: bottleneck feature (B, Cb, H_pad/8, W_pad/8) for SDA
+    features: list[torch.Tensor]       # per cascade: bottleneck feature (B, Cb, H_pad/8, W'_pad/8) for SDA,
+    #                                    W' the readout columns the denoisers see
     cascade_images: list[torch.Tensor]  # per cascade: centre-frame magnitude (B, H, W)
 
 
@@ -33,17 +34,32 @@ def centre_magnitude(x: torch.Tensor, sens: torch.Tensor) -> torch.Tensor:
         return rss(sens[:, centre] * x[:, centre].unsqueeze(1))
 
 
+def central_columns(width: int, fraction: float) -> slice:
+    """The centred block of round(fraction * width) readout columns (at least one) that a denoiser sees."""
+    kept = min(width, max(1, round(fraction * width)))
+    start = width // 2 - kept // 2
+    return slice(start, start + kept)
+
+
+def replace_columns(full: torch.Tensor, columns: slice, block: torch.Tensor) -> torch.Tensor:
+    """``full`` (..., W) with its ``columns`` replaced by ``block``; out of place, so autograd sees it."""
+    return torch.cat([full[..., :columns.start], block, full[..., columns.stop:]], dim=-1)
+
+
 class Cascade(nn.Module):
     """One reconstructor module (method.md §5A): x_next = x - eta (ffx - x0) - D(x, [ffx, latent, x0, ffx - x0]).
 
     ffx = A^H M A x. The denoiser maps (1 + n_buffer) F complex channels to as many; group 0 (F channels) is
     the update and, with the buffer, group 2 the next latent. With ``residual`` the cascade owns zero-initialised
     1x1 convs that add the previous cascade's bottleneck, dec3 and dec2 features to its own (method.md §4).
+    With readout_fraction < 1 the denoiser sees the central readout columns only; the other columns take the
+    data-consistency step alone and keep their latent.
     """
 
-    def __init__(self, frames: int, n_buffer: int, config: UnetConfig, residual: bool, eta_init: float):
+    def __init__(self, frames: int, n_buffer: int, config: UnetConfig, residual: bool, eta_init: float,
+                 readout_fraction: float = 1.0):
         super().__init__()
-        self.frames, self.n_buffer = frames, n_buffer
+        self.frames, self.n_buffer, self.readout_fraction = frames, n_buffer, readout_fraction
         groups = 1 + n_buffer
         self.denoiser = NormPromptUnet(groups * frames, groups * frames, config)
         self.eta = nn.Parameter(torch.tensor(float(eta_init)))
@@ -64,12 +80,14 @@ class Cascade(nn.Module):
         injections = None
         if previous is not None and len(self.residual):
             injections = [conv(feature) for conv, feature in zip(self.residual, previous)]
-        out, features = self.denoiser(torch.cat(inputs, dim=1), injections)
+        columns = central_columns(x.shape[-1], self.readout_fraction)
+        out, features = self.denoiser(torch.cat(inputs, dim=1)[..., columns], injections)
         update = out[:, :self.frames]
         if self.n_buffer:
-            latent = out[:, 2 * self.frames:3 * self.frames]
+            latent = replace_columns(latent, columns, out[:, 2 * self.frames:3 * self.frames])
         with fp32_region(x.device):
-            x_next = x - self.eta * gradient - update
+            x_next = x - self.eta * gradient
+            x_next = replace_columns(x_next, columns, x_next[..., columns] - update)
         return x_next, latent, features
 
 
@@ -79,11 +97,11 @@ class GenreGenerator(nn.Module):
     def __init__(self, config: GeneratorConfig):
         super().__init__()
         self.config = config
-        self.sens_net = SensitivityNet(config.adjacent_frames, config.sens)
+        self.sens_net = SensitivityNet(config.adjacent_frames, config.sens, config.sens_downsample)
         # the first cascade has no predecessor, so no residual convs
         self.cascades = nn.ModuleList(
             Cascade(config.adjacent_frames, config.n_buffer, config.denoiser, config.residual and index > 0,
-                    config.eta_init)
+                    config.eta_init, config.denoiser_readout_fraction)
             for index in range(config.cascades))
         self.gradient_checkpointing = False  # training switch: recompute each cascade in backward
 

@@ -91,6 +91,70 @@ def test_small_config_flop_budget():
     assert 0.01e12 < flops <= 0.05e12
 
 
+def test_paper_config_flop_budget():
+    """The issue's target: at most 1.5 TFLOP per output slice (10 coils, 448 x 204), and at the larger
+    246 x 512 slice of `python -m model info` too."""
+    assert flops_per_output_slice(PRESETS["paper"], coils=10, height=204, width=448) <= 1.5e12
+    assert flops_per_output_slice(PRESETS["paper"], coils=10, height=246, width=512) <= 1.5e12
+
+
+def test_the_readout_crop_halves_the_cascades_and_the_downsampled_sens_net_quarters_its_cost():
+    def cost(config):
+        total = flops_per_output_slice(config, 4, 64, 128)
+        no_cascade_part = flops_per_output_slice(replace(config, cascades=1), 4, 64, 128)
+        per_cascade = (total - no_cascade_part) / (config.cascades - 1)
+        return no_cascade_part - per_cascade, per_cascade          # (sensitivity net, one cascade)
+    sens_full, cascade_full = cost(TINY)
+    sens_small, cascade_cropped = cost(replace(TINY, denoiser_readout_fraction=0.5, sens_downsample=2))
+    assert 0.45 < cascade_cropped / cascade_full < 0.55
+    assert 0.2 < sens_small / sens_full < 0.3
+
+
+CROPPED = replace(TINY, denoiser_readout_fraction=0.5, sens_downsample=2)
+
+
+@pytest.mark.parametrize("height,width", [(33, 27), (24, 64), (20, 9)])
+def test_cropped_readout_and_downsampled_maps_on_awkward_sizes(height, width):
+    kspace, mask = random_input(2, 4, height, width)
+    generator = build(CROPPED).train()
+    out = generator(kspace, mask, num_acs=16, radial=False)
+    assert out.image.shape == (2, height, width) and torch.isfinite(out.image).all()
+    torch.testing.assert_close(rss(out.sens), torch.ones(2, 5, height, width), atol=1e-4, rtol=0)
+    out.image.sum().backward()
+    assert all(p.grad is not None for name, p in generator.named_parameters()
+               if p.requires_grad and ".residual." not in name)
+
+
+def test_columns_outside_the_crop_take_the_data_consistency_step_only():
+    from model.coils import sens_expand, sens_reduce
+    from model.generator import central_columns
+    generator = build(CROPPED)
+    kspace, mask = random_input(1, 4, 24, 40)
+    cascade = generator.cascades[0]
+    with torch.no_grad():
+        cascade.eta.fill_(0.7)
+        sens = generator.sens_net(kspace, mask, 16, False)
+        x0 = sens_reduce(kspace, sens)
+        x = x0 * 1.3
+        latent = x0 * 0.5
+        x_next, latent_next, _ = cascade(x, x0, latent, mask, sens, None)
+        gradient = sens_reduce(mask * sens_expand(x, sens), sens) - x0
+    columns = central_columns(40, 0.5)
+    assert columns == slice(10, 30)
+    outside = torch.ones(40, dtype=torch.bool)
+    outside[columns] = False
+    torch.testing.assert_close(x_next[..., outside], (x - 0.7 * gradient)[..., outside])
+    torch.testing.assert_close(latent_next[..., outside], latent[..., outside])
+    assert not torch.allclose(x_next[..., columns], (x - 0.7 * gradient)[..., columns])
+
+
+@pytest.mark.parametrize("changes", [{"denoiser_readout_fraction": 0.0}, {"denoiser_readout_fraction": 1.5},
+                                     {"sens_downsample": 0}, {"sens_downsample": 1.5}])
+def test_invalid_compute_savers_are_refused(changes):
+    with pytest.raises(ValueError):
+        replace(TINY, **changes)
+
+
 def test_gradient_checkpointing_matches_and_backpropagates():
     generator = build().train()
     kspace, mask = random_input(1, 4, 16, 24)

@@ -153,6 +153,24 @@ def test_export_ships_the_epoch_with_the_best_validation_ssim(tree, tmp_path):
         torch.testing.assert_close(a, b, msg=name)
 
 
+def test_a_second_stage_starts_from_exported_weights_and_records_them(tree, tmp_path):
+    first = Trainer(smoke_config(), tree, tmp_path / "first")
+    first.fit()
+    sha = first.export_generator(tmp_path / "stage1.pt", best=False)
+    second = Trainer(smoke_config(seed=0), tree, tmp_path / "second")
+    second.init_generator(tmp_path / "stage1.pt")
+    for (name, a), (_, b) in zip(first.g_module.state_dict().items(), second.g_module.state_dict().items()):
+        torch.testing.assert_close(a, b, msg=name)
+    second.fit()
+    second.export_generator(tmp_path / "stage2.pt", best=False)
+    record = load_generator(tmp_path / "stage2.pt")[1]
+    assert record["init_from"]["sha256"] == sha and record["init_from"]["steps"] == 3
+
+    other_model = Trainer(smoke_config(model="small"), tree, tmp_path / "other")
+    with pytest.raises(ValueError, match="model configuration differs"):
+        other_model.init_generator(tmp_path / "stage1.pt")
+
+
 @pytest.mark.slow
 def test_torchrun_ddp_two_processes_on_cpu(tree, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}

@@ -1,4 +1,5 @@
-"""`python -m training --data TREE --run-dir RUN_DIR [--preset cpu] [--no-ear --no-sda --no-residual --no-adv]`
+"""`python -m training --data TREE --run-dir RUN_DIR [--preset cpu] [--init-from WEIGHTS]
+                    [--no-ear --no-sda --no-residual --no-adv]`
 
 Trains GENRE-CMR on a CMRxRecon-format training tree (build one with `python -m training.build_data`).
 Under `torchrun --nproc_per_node N` the same command runs DistributedDataParallel training.
@@ -32,6 +33,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--amp", action="store_true", help="fp16 autocast for the networks on CUDA")
     parser.add_argument("--max-minutes", type=float, help="stop after this wall time (checkpoint kept)")
     parser.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt")
+    parser.add_argument("--init-from", type=Path, metavar="WEIGHTS",
+                        help="start the generator from these exported weights (a further training stage)")
     parser.add_argument("--export", type=Path, help="write the trained generator (+ .json record) here")
     for name in ("ear", "sda", "residual", "adv"):
         parser.add_argument(f"--no-{name}", action="store_true", help=f"ablation: switch {name} off")
@@ -57,6 +60,8 @@ def main(argv=None) -> int:
         device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
     config = build_config(args)
     trainer = Trainer(config, args.data, args.run_dir, device=device)
+    if args.init_from and not args.resume:
+        trainer.init_generator(args.init_from)
     if args.resume:
         checkpoint = args.run_dir / "last.pt"
         if not checkpoint.exists():

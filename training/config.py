@@ -63,6 +63,10 @@ PRESETS = {
     # what ships from CPU-only hardware: the small generator on a short schedule
     "cpu": TrainConfig(model="small", epochs=20, steps_per_epoch=150, lr=5e-4, weight_decay=0.01,
                        grad_clip=1.0, unroll_steps=1, val_samples=24),
+    # a second CPU stage from the first stage's weights (--init-from): every acceleration from the start
+    "cpu-continue": TrainConfig(model="small", epochs=36, steps_per_epoch=150, lr=3e-4, weight_decay=0.01,
+                                grad_clip=1.0, unroll_steps=1, val_samples=24, lr_step_epochs=24,
+                                curriculum=((0, (8, 16, 24)),)),
     # a few minutes on CPU: shows the validation metric moving
     "smoke": TrainConfig(model="tiny", epochs=3, steps_per_epoch=40, lr=1e-3, weight_decay=0.01,
                          grad_clip=1.0, curriculum=((0, (8,)), (1, (8, 16)), (2, (8, 16, 24))),

@@ -14,7 +14,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from model.checkpoint import save_generator
+from model.checkpoint import load_generator, save_generator
 from model.config import preset
 from model.discriminator import DiscriminatorConfig, PatchDiscriminator
 from model.generator import GenreGenerator
@@ -96,6 +96,7 @@ class Trainer:
         self.epoch = 0
         self.step = 0
         self.history: list[dict] = []
+        self.init_record: dict | None = None
         self.started = time.time()
 
         self.g_module = self.generator
@@ -252,6 +253,7 @@ class Trainer:
             "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
             "sched_g": self.sched_g.state_dict(), "sched_d": self.sched_d.state_dict(),
             "cov": self.cov.state_dict(), "sda": self.sda.state_dict(), "history": json.dumps(self.history),
+            "init_from": json.dumps(self.init_record),
             "torch_rng": torch.get_rng_state(), "numpy_rng": json.dumps(self.rng.bit_generator.state),
             "elapsed": time.time() - self.started,
         }
@@ -272,10 +274,21 @@ class Trainer:
         self.cov.load_state_dict(state["cov"])
         self.sda.load_state_dict(state["sda"])
         self.history = json.loads(state["history"])
+        self.init_record = json.loads(state.get("init_from", "null"))
         torch.set_rng_state(state["torch_rng"])
         self.rng.bit_generator.state = json.loads(state["numpy_rng"])
         self.epoch, self.step = int(state["epoch"]), int(state["step"])
         self.started = time.time() - float(state["elapsed"])
+
+    def init_generator(self, weights: Path) -> None:
+        """Start from an earlier stage's generator (a shipped weights file, sha256-checked, whose model
+        configuration must match this run's); the discriminator, optimisers and CoV/SDA state start fresh."""
+        generator, record = load_generator(weights)
+        if generator.config != self.model_config:
+            raise ValueError(f"{weights}: its model configuration differs from this run's ({self.config.model})")
+        self.g_module.load_state_dict(generator.state_dict())
+        self.init_record = {"weights": str(weights), "sha256": record["sha256"], "steps": record.get("steps"),
+                            "train_config": record.get("train_config"), "init_from": record.get("init_from")}
 
     def save_best(self, metrics: dict) -> None:
         """The generator of the epoch with the best validation SSIM so far (model selection on the
@@ -302,6 +315,7 @@ class Trainer:
             "wall_time_minutes": round((time.time() - self.started) / 60, 2),
             "hardware": hardware_description(self.device), "world_size": self.dist.world_size,
             "seed": self.config.seed, "validation": self.history, "loss_curves": epoch_curves(self.run_dir),
+            "init_from": self.init_record,
             **(extra_record or {}),
         }
         return save_generator(path, self.model_config, state, record)
