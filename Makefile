@@ -4,7 +4,7 @@ SAMPLE ?= data/sample
 OUT ?= build
 YEARS ?= 2023 2024 2025
 
-.PHONY: setup sample-data smoke test test-fast docker-smoke bench eval train train-smoke faults clean
+.PHONY: setup sample-data smoke test test-fast docker-smoke bench eval ablations train train-smoke faults clean
 
 ## setup: install run-time and test packages (CPU torch 2.13.0 unless a torch is already installed)
 setup:
@@ -55,6 +55,20 @@ train:
 eval:
 	[ -d data/genre/eval ] || $(PYTHON) -m training.build_data data/genre
 	$(PYTHON) -m benchmarks.evaluate --data data/genre --out $(OUT)/eval --results docs/results.md
+
+## ablations: the full method and --no-ear / --no-sda / --no-residual, each the same short CPU budget
+## (preset ablation), scored on the held-out seen cine; writes docs/ablations.md
+ABLATIONS ?= full no-ear no-sda no-residual
+ablations:
+	[ -d data/genre/train ] || $(PYTHON) -m training.build_data data/genre
+	for variant in $(ABLATIONS); do \
+	  flag=""; [ "$$variant" = full ] || flag="--$$variant"; \
+	  $(PYTHON) -m training --data data/genre/train --run-dir runs/ablation-$$variant --preset ablation $$flag \
+	    --export runs/ablation-$$variant/genre.pt || exit 1; \
+	done
+	$(PYTHON) -m benchmarks.evaluate --data data/genre --out $(OUT)/ablations --results docs/ablations.md \
+	  --groups seen --methods genre --weights runs/ablation-full/genre.pt \
+	  --extra-weights $(foreach v,$(filter-out full,$(ABLATIONS)),$(v)=runs/ablation-$(v)/genre.pt)
 
 ## faults: build a tree of damaged inputs, run predict.py over it, check every outcome
 faults:

@@ -134,6 +134,7 @@ def test_export_writes_loadable_weights_with_record(tree, tmp_path):
     assert record["sha256"] == sha
     assert record["steps"] == 3 and record["seed"] == 0 and record["data"]["files"] == 9
     assert record["validation"][-1]["epoch"] == 1 and record["selected"]["by"] == "last epoch"
+    assert record["finished_utc"].endswith("+00:00") and record["init_from"] is None
     for (name, a), (_, b) in zip(trainer.g_module.state_dict().items(), generator.state_dict().items()):
         torch.testing.assert_close(a, b, msg=name)
 

@@ -67,6 +67,10 @@ PRESETS = {
     "cpu-continue": TrainConfig(model="small", epochs=36, steps_per_epoch=150, lr=3e-4, weight_decay=0.01,
                                 grad_clip=1.0, unroll_steps=1, val_samples=24, lr_step_epochs=24,
                                 curriculum=((0, (8, 16, 24)),)),
+    # equal short budgets for the ablations (full / --no-ear / --no-sda / --no-residual) on CPU
+    "ablation": TrainConfig(model="small", epochs=6, steps_per_epoch=150, lr=5e-4, weight_decay=0.01,
+                            grad_clip=1.0, unroll_steps=1, val_samples=24, lr_step_epochs=5,
+                            curriculum=((0, (8,)), (2, (8, 16)), (4, (8, 16, 24)))),
     # a few minutes on CPU: shows the validation metric moving
     "smoke": TrainConfig(model="tiny", epochs=3, steps_per_epoch=40, lr=1e-3, weight_decay=0.01,
                          grad_clip=1.0, curriculum=((0, (8,)), (1, (8, 16)), (2, (8, 16, 24))),

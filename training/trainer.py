@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import time
+from datetime import datetime, timezone
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -313,6 +314,7 @@ class Trainer:
             "train_config": self.config.to_dict(), "data": self.data_summary, "steps": self.step,
             "epochs": self.epoch, "selected": selected,
             "wall_time_minutes": round((time.time() - self.started) / 60, 2),
+            "finished_utc": datetime.now(timezone.utc).isoformat(timespec="minutes"),
             "hardware": hardware_description(self.device), "world_size": self.dist.world_size,
             "seed": self.config.seed, "validation": self.history, "loss_curves": epoch_curves(self.run_dir),
             "init_from": self.init_record,
