@@ -8,6 +8,7 @@ format every official loader reads identically (cmrxrecon-format.md §3.4).
 import os
 import re
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -99,20 +100,33 @@ def _as_five_d(path: Path, shape: tuple[int, ...]) -> tuple[tuple[int, ...], boo
     raise MatReadError(f"{path}: k-space has {len(shape)} dimensions {shape}; expected 4 or 5")
 
 
+@contextmanager
+def _hdf5_variable(path: Path, key: str | None):
+    """(dataset, key) of a v7.3 file, open while the block runs; HDF5 failures there become MatReadError."""
+    try:
+        with h5py.File(path, "r") as handle:
+            key = _choose_key(path, _hdf5_keys(handle), key)
+            yield handle[key], key
+    except (OSError, KeyError, ValueError, RuntimeError) as error:
+        raise MatReadError(f"{path}: corrupt or truncated HDF5 ({error})") from None
+
+
+def _v5_variable(path: Path, key: str | None) -> tuple[np.ndarray, str]:
+    """(array in MATLAB order, key) of a v5 file."""
+    variables = _v5_variables(path)
+    key = _choose_key(path, sorted(variables), key)
+    return np.asarray(variables[key]), key
+
+
 def kspace_info(path: Path, key: str | None = None) -> tuple[tuple[int, ...], bool, str]:
     """(shape as (nt, nz, nc, ny, nx), has_time_axis, key) without reading v7.3 data."""
     path = Path(path)
     if _is_hdf5(path):
-        try:
-            with h5py.File(path, "r") as handle:
-                key = _choose_key(path, _hdf5_keys(handle), key)
-                shape = tuple(handle[key].shape)
-        except (OSError, KeyError, ValueError, RuntimeError) as error:
-            raise MatReadError(f"{path}: corrupt HDF5 ({error})") from None
+        with _hdf5_variable(path, key) as (dataset, key):
+            shape = tuple(dataset.shape)
     else:
-        variables = _v5_variables(path)
-        key = _choose_key(path, sorted(variables), key)
-        shape = tuple(reversed(variables[key].shape))
+        data, key = _v5_variable(path, key)
+        shape = tuple(reversed(data.shape))
     five, has_time = _as_five_d(path, shape)
     return five, has_time, key
 
@@ -123,18 +137,11 @@ def read_kspace(path: Path, key: str | None = None, slices: slice | None = None)
     notes: list[str] = []
     selection = slices if slices is not None else slice(None)
     if _is_hdf5(path):
-        try:
-            with h5py.File(path, "r") as handle:
-                key = _choose_key(path, _hdf5_keys(handle), key)
-                dataset = handle[key]
-                _, has_time = _as_five_d(path, tuple(dataset.shape))
-                data = dataset[:, selection] if has_time else dataset[selection]
-        except (OSError, KeyError, ValueError, RuntimeError) as error:
-            raise MatReadError(f"{path}: corrupt or truncated HDF5 ({error})") from None
+        with _hdf5_variable(path, key) as (dataset, key):
+            _, has_time = _as_five_d(path, tuple(dataset.shape))
+            data = dataset[:, selection] if has_time else dataset[selection]
     else:
-        variables = _v5_variables(path)
-        key = _choose_key(path, sorted(variables), key)
-        data = np.asarray(variables[key])
+        data, key = _v5_variable(path, key)
         _, has_time = _as_five_d(path, tuple(reversed(data.shape)))
         data = data.T
         data = data[:, selection] if has_time else data[selection]
@@ -150,16 +157,10 @@ def read_mask(path: Path, key: str | None = None) -> np.ndarray:
     """Sampling mask as bool (ny, nx) or (nt, ny, nx)."""
     path = Path(path)
     if _is_hdf5(path):
-        try:
-            with h5py.File(path, "r") as handle:
-                key = _choose_key(path, _hdf5_keys(handle), key)
-                data = np.asarray(handle[key][()])
-        except (OSError, KeyError, ValueError, RuntimeError) as error:
-            raise MatReadError(f"{path}: corrupt or truncated HDF5 ({error})") from None
+        with _hdf5_variable(path, key) as (dataset, key):
+            data = np.asarray(dataset[()])
     else:
-        variables = _v5_variables(path)
-        key = _choose_key(path, sorted(variables), key)
-        data = np.asarray(variables[key]).T
+        data = _v5_variable(path, key)[0].T
     if data.dtype.names or data.ndim not in (2, 3):
         raise MatReadError(f"{path}: mask must be a 2-D or 3-D numeric array, got {data.dtype} {data.shape}")
     return data != 0
