@@ -43,6 +43,8 @@ def central_columns(width: int, fraction: float) -> slice:
 
 def replace_columns(full: torch.Tensor, columns: slice, block: torch.Tensor) -> torch.Tensor:
     """``full`` (..., W) with its ``columns`` replaced by ``block``; out of place, so autograd sees it."""
+    if columns.start == 0 and columns.stop == full.shape[-1]:
+        return block
     return torch.cat([full[..., :columns.start], block, full[..., columns.stop:]], dim=-1)
 
 
@@ -81,7 +83,7 @@ class Cascade(nn.Module):
         if previous is not None and len(self.residual):
             injections = [conv(feature) for conv, feature in zip(self.residual, previous)]
         columns = central_columns(x.shape[-1], self.readout_fraction)
-        out, features = self.denoiser(torch.cat(inputs, dim=1)[..., columns], injections)
+        out, features = self.denoiser(torch.cat([t[..., columns] for t in inputs], dim=1), injections)
         update = out[:, :self.frames]
         if self.n_buffer:
             latent = replace_columns(latent, columns, out[:, 2 * self.frames:3 * self.frames])

@@ -150,7 +150,6 @@ class WindowSampler:
                       domain=self.domains.index(file.domain_name), radial=pattern == "ktRadial",
                       pattern=pattern, acceleration=factor)
 
-
     def slice_peak(self, file: TrainingFile, kspace: np.ndarray, z: int) -> float:
         """Max of the fully sampled RSS over all frames of slice z (the SSIM range), computed once per slice."""
         key = (file.path, z)
