@@ -4,7 +4,7 @@
 zero-initialised residual connections: about 95.9 M trainable parameters). 'small' is CPU-practical,
 'tiny' is for tests and CPU training smoke runs.
 """
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 
 Triple = tuple[int, int, int]
 
@@ -39,6 +39,10 @@ class GeneratorConfig:
     # area-downsampled ACS image whose maps are bilinearly upsampled before the unit-RSS normalisation.
     denoiser_readout_fraction: float = 1.0
     sens_downsample: int = 1
+    # Start every frame from its measured lines plus, where it has none, the slice's time-averaged k-space
+    # (view sharing): at AF 16-24 a 5-frame window measures a fifth of the lines that the whole cine covers.
+    # Data consistency still uses the frame's own measurements only (docs/method-choices.md).
+    view_sharing: bool = False
 
     def __post_init__(self):
         if self.adjacent_frames < 1 or self.adjacent_frames % 2 == 0:
@@ -83,6 +87,10 @@ PRESETS: dict[str, GeneratorConfig] = {
                         n_enc_cab=(1, 1, 1), n_dec_cab=(1, 1, 1), n_skip_cab=(0, 0, 0), n_bottleneck_cab=1),
     ),
 }
+
+
+# the same network started from view-shared k-space: a further stage from 'small' weights (no new parameters)
+PRESETS["small-view-sharing"] = replace(PRESETS["small"], view_sharing=True)
 
 
 class ConfigError(ValueError):

@@ -107,9 +107,11 @@ class GenreGenerator(nn.Module):
             for index in range(config.cascades))
         self.gradient_checkpointing = False  # training switch: recompute each cascade in backward
 
-    def forward(self, masked_kspace: torch.Tensor, mask: torch.Tensor, num_acs: int, radial: bool
-                ) -> GeneratorOutput:
-        """masked_kspace (B, F, C, H, W) complex64, already scale-normalised; mask (B, F, 1, H, W) {0, 1}."""
+    def forward(self, masked_kspace: torch.Tensor, mask: torch.Tensor, num_acs: int, radial: bool,
+                shared_kspace: torch.Tensor | None = None) -> GeneratorOutput:
+        """masked_kspace (B, F, C, H, W) complex64, already scale-normalised; mask (B, F, 1, H, W) {0, 1};
+        shared_kspace (B, C, H, W): the slice's time-averaged k-space (model.view_sharing, same scale), which
+        fills each frame's unmeasured locations in the first estimate when ``config.view_sharing``."""
         if masked_kspace.dim() != 5 or masked_kspace.shape[1] != self.config.adjacent_frames:
             raise ValueError(f"GenreGenerator: k-space must be (B, {self.config.adjacent_frames}, C, H, W), "
                              f"got {tuple(masked_kspace.shape)}")
@@ -118,8 +120,13 @@ class GenreGenerator(nn.Module):
             mask = mask.float()
         sens = self.sens_net(masked_kspace, mask, num_acs, radial)
         with fp32_region(masked_kspace.device):
-            x0 = sens_reduce(masked_kspace, sens)
-        x, latent, previous = x0, x0, None
+            x0 = sens_reduce(masked_kspace, sens)           # A^H y: the data-consistency term keeps this
+            x = x0
+            if self.config.view_sharing:
+                if shared_kspace is None:
+                    raise ValueError("GenreGenerator: this configuration needs shared_kspace (view_sharing)")
+                x = sens_reduce(masked_kspace + (1 - mask) * shared_kspace[:, None].to(torch.complex64), sens)
+        latent, previous = x, None
         features, cascade_images = [], []
         for cascade in self.cascades:
             if self.gradient_checkpointing and torch.is_grad_enabled():

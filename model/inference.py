@@ -1,6 +1,7 @@
 """GENRE-CMR inference: the Reconstructor of model.reconstruction backed by a trained generator checkpoint.
 
-Per slice, every target frame gets its adjacent-frame window (model.window); windows are batched
+Per slice, every target frame gets its adjacent-frame window (model.window) and, for view-sharing
+configurations, the slice's time-averaged k-space (model.view_sharing); windows are batched
 ``batch_size`` at a time, normalised by model.normalisation.kspace_scale and the output multiplied back.
 """
 from collections.abc import Callable
@@ -12,6 +13,7 @@ import torch
 from model.checkpoint import load_generator
 from model.normalisation import kspace_scale
 from model.reconstruction import VolumeMeta, check_inputs
+from model.view_sharing import shared_kspace
 from model.window import adjacent_frames
 
 
@@ -61,6 +63,7 @@ class GenreReconstructor:
         nt = kspace.shape[0]
         size = self.generator.config.adjacent_frames
         masked = kspace * mask[:, None]
+        shared = shared_kspace(masked, mask)[None] if self.generator.config.view_sharing else None
         images = []
         for start in range(0, nt, batch_size):
             windows = torch.tensor([adjacent_frames(t, nt, size, meta.cyclic)
@@ -68,8 +71,9 @@ class GenreReconstructor:
             window_kspace = masked[windows]                  # (B, F, C, H, W)
             window_mask = mask[windows][:, :, None]           # (B, F, 1, H, W)
             scale = kspace_scale(window_kspace)               # (B,)
+            window_shared = None if shared is None else shared / scale[:, None, None, None]
             with torch.autocast("cuda", dtype=torch.float16, enabled=self.amp):
                 result = self.generator(window_kspace / scale[:, None, None, None, None], window_mask,
-                                        meta.num_acs, meta.radial)
+                                        meta.num_acs, meta.radial, window_shared)
             images.append(result.image.float() * scale[:, None, None])
         return torch.cat(images).cpu().numpy()

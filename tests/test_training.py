@@ -109,6 +109,17 @@ def test_ablation_switches_remove_their_terms(tree, tmp_path):
     assert "loss_ear" not in header and "loss_adv" not in header
 
 
+def test_adv_weight_scales_only_the_adversarial_term(tree, tmp_path):
+    trainers = [Trainer(smoke_config(adv_weight=w), tree, tmp_path / str(w)) for w in (1.0, 0.1)]
+    sample = trainers[0].val_samples[0]
+    output = trainers[0].g_module(sample.masked_kspace, sample.mask, trainers[0].config.num_acs, sample.radial)
+    logits = lambda image: trainers[0].d_module(image[:, None])   # noqa: E731 - one shared discriminator
+    full, scaled = (t.generator_losses(sample, output, logits) for t in trainers)
+    torch.testing.assert_close(scaled["adv"], 0.1 * full["adv"])
+    for name in ("image", "kspace", "ssim", "ear"):
+        torch.testing.assert_close(scaled[name], full[name])
+
+
 def test_same_seed_same_run_and_resume_continues_identically(tree, tmp_path):
     config = smoke_config(epochs=2, steps_per_epoch=2)
     straight = Trainer(config, tree, tmp_path / "a")
@@ -183,3 +194,24 @@ def test_torchrun_ddp_two_processes_on_cpu(tree, tmp_path):
     rows = list(csv.DictReader(open(tmp_path / "train_log.csv")))
     assert len(rows) == 2                       # only rank 0 logs
     assert (tmp_path / "last.pt").exists()
+
+
+def test_window_sample_carries_the_slice_average_of_its_masks(tree):
+    files = find_training_files(tree)
+    sampler = WindowSampler(files, sorted({f.domain_name for f in files}), ("ktUniform",), num_acs=8)
+    sample = sampler.draw(np.random.default_rng(3), (8,))
+    assert sample.shared_kspace.shape == (1, 4, 24, 32)
+    # every location measured by the window is measured in the slice, so the average is non-zero there
+    measured = sample.mask.amax(dim=(0, 1, 2)) > 0
+    assert torch.all(sample.shared_kspace[0, :, measured].abs() > 0)
+
+
+def test_a_view_sharing_stage_starts_from_plain_weights(tree, tmp_path):
+    first = Trainer(smoke_config(model="small"), tree, tmp_path / "first")
+    first.fit()
+    first.export_generator(tmp_path / "plain.pt", best=False)
+    sharing = Trainer(smoke_config(model="small-view-sharing"), tree, tmp_path / "sharing")
+    sharing.init_generator(tmp_path / "plain.pt")
+    assert sharing.model_config.view_sharing
+    sharing.fit()
+    assert all(0 < h["val_ssim"] <= 1 for h in sharing.history)

@@ -29,6 +29,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--steps-per-epoch", type=int)
     parser.add_argument("--lr", type=float)
     parser.add_argument("--seed", type=int)
+    parser.add_argument("--adv-weight", type=float, help="constant on the adversarial term before CoV weighting")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--amp", action="store_true", help="fp16 autocast for the networks on CUDA")
     parser.add_argument("--max-minutes", type=float, help="stop after this wall time (checkpoint kept)")
@@ -43,7 +44,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def build_config(args: argparse.Namespace) -> TrainConfig:
     overrides = {"model": args.model, "epochs": args.epochs, "steps_per_epoch": args.steps_per_epoch,
-                 "lr": args.lr, "seed": args.seed}
+                 "lr": args.lr, "seed": args.seed,
+                 "adv_weight": args.adv_weight}
     config = dataclasses.replace(PRESETS[args.preset], **{k: v for k, v in overrides.items() if v is not None})
     return dataclasses.replace(config, use_ear=not args.no_ear, use_sda=not args.no_sda,
                                residual=not args.no_residual, use_adv=not args.no_adv,

@@ -27,6 +27,7 @@ class TrainConfig:
     use_ear: bool = True
     use_sda: bool = True
     use_adv: bool = True
+    adv_weight: float = 1.0                    # constant on L_adv before CoV (its BCE is O(1), the fidelity terms O(0.01))
     residual: bool = True
     unroll_steps: int = 5                      # Metz et al. unrolled D lookahead (0 = plain GAN)
     gan_mode: str = "vanilla"
@@ -67,6 +68,14 @@ PRESETS = {
     "cpu-continue": TrainConfig(model="small", epochs=36, steps_per_epoch=150, lr=3e-4, weight_decay=0.01,
                                 grad_clip=1.0, unroll_steps=1, val_samples=24, lr_step_epochs=24,
                                 curriculum=((0, (8, 16, 24)),)),
+    # a third CPU stage: the adversarial term at a tenth (the discriminator had come to dominate), lower lr
+    "cpu-finetune": TrainConfig(model="small", epochs=16, steps_per_epoch=150, lr=2e-4, weight_decay=0.01,
+                                grad_clip=1.0, unroll_steps=1, val_samples=24, lr_step_epochs=10,
+                                curriculum=((0, (8, 16, 24)),), adv_weight=0.1),
+    # a further CPU stage that switches on view sharing (model small-view-sharing) from 'small' weights
+    "cpu-view-sharing": TrainConfig(model="small-view-sharing", epochs=20, steps_per_epoch=150, lr=3e-4,
+                                    weight_decay=0.01, grad_clip=1.0, unroll_steps=1, val_samples=24,
+                                    lr_step_epochs=12, curriculum=((0, (8, 16, 24)),)),
     # equal short budgets for the ablations (full / --no-ear / --no-sda / --no-residual) on CPU
     "ablation": TrainConfig(model="small", epochs=6, steps_per_epoch=150, lr=5e-4, weight_decay=0.01,
                             grad_clip=1.0, unroll_steps=1, val_samples=24, lr_step_epochs=5,

@@ -16,6 +16,7 @@ from challenge.matio import read_kspace
 from model.coils import rss
 from model.fftc import ifft2c
 from model.normalisation import kspace_scale
+from model.view_sharing import shared_kspace
 from model.window import adjacent_frames
 
 CYCLIC_PREFIXES = ("cine", "aorta", "tagging")
@@ -50,6 +51,7 @@ class Sample:
     masked_kspace: torch.Tensor   # (1, F, C, H, W) complex64
     mask: torch.Tensor            # (1, F, 1, H, W) float32
     full_kspace: torch.Tensor     # (1, C, H, W) complex64, centre frame
+    shared_kspace: torch.Tensor   # (1, C, H, W) complex64, the slice's time-averaged masked k-space (all frames)
     target: torch.Tensor          # (1, H, W) float32, RSS of the fully sampled centre frame
     data_range: torch.Tensor      # (1,) float32, max of the target volume's RSS (SSIM range)
     domain: int
@@ -136,16 +138,18 @@ class WindowSampler:
               rng: np.random.Generator) -> Sample:
         nt, _, _, ny, nx = kspace.shape
         frames = adjacent_frames(t, nt, self.window, cyclic=file.cyclic)
-        mask = make_mask(pattern, nt, ny, nx, factor, self.num_acs, rng)[frames]          # (F, ny, nx)
-        full = torch.from_numpy(np.ascontiguousarray(kspace[frames, z]))                 # (F, C, ny, nx)
-        mask_t = torch.from_numpy(mask.astype(np.float32))[:, None]                       # (F, 1, ny, nx)
+        all_masks = torch.from_numpy(make_mask(pattern, nt, ny, nx, factor, self.num_acs, rng).astype(np.float32))
+        all_frames = torch.from_numpy(np.ascontiguousarray(kspace[:, z]))                 # (nt, C, ny, nx)
+        full = all_frames[frames]                                                         # (F, C, ny, nx)
+        mask_t = all_masks[frames][:, None]                                               # (F, 1, ny, nx)
         masked = (full * mask_t)[None]
         scale = kspace_scale(masked).reshape(-1)[0]
+        shared = shared_kspace(all_frames * all_masks[:, None], all_masks)[None] / scale
         centre = len(frames) // 2
         full_centre = full[centre][None] / scale
         target = rss(ifft2c(full_centre))
         volume_max = torch.tensor(self.slice_peak(file, kspace, z)) / scale
-        return Sample(masked_kspace=masked / scale, mask=mask_t[None], full_kspace=full_centre,
+        return Sample(masked_kspace=masked / scale, mask=mask_t[None], full_kspace=full_centre, shared_kspace=shared,
                       target=target.float(), data_range=volume_max.reshape(1).float(),
                       domain=self.domains.index(file.domain_name), radial=pattern == "ktRadial",
                       pattern=pattern, acceleration=factor)

@@ -133,15 +133,16 @@ class Trainer:
         if self.config.use_sda:
             losses["sda"] = self.sda.loss(output.features, sample.domain)
         if self.config.use_adv:
-            losses["adv"] = generator_adv_loss(fake_logits_fn(pred / data_range.reshape(-1, 1, 1)),
-                                               self.config.gan_mode)
+            losses["adv"] = self.config.adv_weight * generator_adv_loss(
+                fake_logits_fn(pred / data_range.reshape(-1, 1, 1)), self.config.gan_mode)
         return losses
 
     def train_step(self, sample: Sample) -> dict[str, float]:
         sample = self.to_device(sample)
         self.generator.train()
         with self.autocast():
-            output = self.generator(sample.masked_kspace, sample.mask, self.config.num_acs, sample.radial)
+            output = self.generator(sample.masked_kspace, sample.mask, self.config.num_acs, sample.radial,
+                                    sample.shared_kspace)
         real = (sample.target / sample.data_range.reshape(-1, 1, 1))[:, None]
         fake = (output.image.float() / sample.data_range.reshape(-1, 1, 1))[:, None]
 
@@ -187,7 +188,8 @@ class Trainer:
         for sample in self.val_samples:
             sample = self.to_device(sample)
             with self.autocast():
-                output = self.g_module(sample.masked_kspace, sample.mask, self.config.num_acs, sample.radial)
+                output = self.g_module(sample.masked_kspace, sample.mask, self.config.num_acs, sample.radial,
+                                       sample.shared_kspace)
             pred = output.image.float()
             ssims.append(1 - float(ssim_loss(pred, sample.target, sample.data_range)))
             psnrs.append(psnr(pred, sample.target, sample.data_range))
@@ -283,9 +285,10 @@ class Trainer:
 
     def init_generator(self, weights: Path) -> None:
         """Start from an earlier stage's generator (a shipped weights file, sha256-checked, whose model
-        configuration must match this run's); the discriminator, optimisers and CoV/SDA state start fresh."""
+        configuration must match this run's, view_sharing apart, which changes the first estimate and no
+        parameter); the discriminator, optimisers and CoV/SDA state start fresh."""
         generator, record = load_generator(weights)
-        if generator.config != self.model_config:
+        if dataclasses.replace(generator.config, view_sharing=self.model_config.view_sharing) != self.model_config:
             raise ValueError(f"{weights}: its model configuration differs from this run's ({self.config.model})")
         self.g_module.load_state_dict(generator.state_dict())
         self.init_record = {"weights": str(weights), "sha256": record["sha256"], "steps": record.get("steps"),
