@@ -89,8 +89,10 @@ PRESETS: dict[str, GeneratorConfig] = {
 }
 
 
-# the same network started from view-shared k-space: a further stage from 'small' weights (no new parameters)
+# the same networks started from view-shared k-space (no new parameters: a 'small' checkpoint continues as a
+# further stage of 'small-view-sharing')
 PRESETS["small-view-sharing"] = replace(PRESETS["small"], view_sharing=True)
+PRESETS["paper-view-sharing"] = replace(PRESETS["paper"], view_sharing=True)
 
 
 class ConfigError(ValueError):

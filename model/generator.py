@@ -160,5 +160,5 @@ def flops_per_output_slice(config: GeneratorConfig, coils: int = 10, height: int
         mask = torch.ones(1, frames, 1, height, width)
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), counter:
-        generator(kspace, mask, num_acs=16, radial=False)
+        generator(kspace, mask, num_acs=16, radial=False, shared_kspace=kspace[:, 0])
     return counter.get_total_flops()

@@ -83,3 +83,12 @@ def test_inference_feeds_each_window_the_slice_average_at_the_window_scale(tmp_p
         expected = generator(window / scale.reshape(-1, 1, 1, 1, 1), m[frames][None, :, None], 8, False,
                              shared_kspace(k, m)[None] / scale.reshape(-1, 1, 1, 1)).image[0] * scale[0]
     np.testing.assert_allclose(out[t, 0], expected.numpy(), rtol=1e-4, atol=1e-5 * float(expected.max()))
+
+
+@pytest.mark.parametrize("name", ["small", "paper"])
+def test_view_sharing_presets_are_their_base_with_the_switch_on_and_cost_no_network_flops(name):
+    from model.generator import flops_per_output_slice
+    sharing = PRESETS[f"{name}-view-sharing"]
+    assert sharing == replace(PRESETS[name], view_sharing=True)
+    assert flops_per_output_slice(sharing, height=204, width=448) == \
+        flops_per_output_slice(PRESETS[name], height=204, width=448)

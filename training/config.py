@@ -76,6 +76,10 @@ PRESETS = {
     "cpu-view-sharing": TrainConfig(model="small-view-sharing", epochs=20, steps_per_epoch=150, lr=3e-4,
                                     weight_decay=0.01, grad_clip=1.0, unroll_steps=1, val_samples=24,
                                     lr_step_epochs=12, curriculum=((0, (8, 16, 24)),)),
+    # a further view-sharing stage that draws AF 24 half of the time (AF 8 and 16 a quarter each)
+    "cpu-high-af": TrainConfig(model="small-view-sharing", epochs=20, steps_per_epoch=150, lr=1e-4,
+                               weight_decay=0.01, grad_clip=1.0, unroll_steps=1, val_samples=24,
+                               lr_step_epochs=100, curriculum=((0, (8, 16, 24, 24)),), adv_weight=0.1),
     # equal short budgets for the ablations (full / --no-ear / --no-sda / --no-residual) on CPU
     "ablation": TrainConfig(model="small", epochs=6, steps_per_epoch=150, lr=5e-4, weight_decay=0.01,
                             grad_clip=1.0, unroll_steps=1, val_samples=24, lr_step_epochs=5,
