@@ -40,7 +40,7 @@ class GeneratorConfig:
     denoiser_readout_fraction: float = 1.0
     sens_downsample: int = 1
     # Start every frame from its measured lines plus, where it has none, the slice's time-averaged k-space
-    # (view sharing): at AF 16-24 a 5-frame window measures a fifth of the lines that the whole cine covers.
+    # (view sharing): at AF 24 a 5-frame ktUniform window holds 5 of the 24 lattice offsets, a 24-frame cine all.
     # Data consistency still uses the frame's own measurements only (docs/method-choices.md).
     view_sharing: bool = False
 

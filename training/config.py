@@ -27,7 +27,7 @@ class TrainConfig:
     use_ear: bool = True
     use_sda: bool = True
     use_adv: bool = True
-    adv_weight: float = 1.0                    # constant on L_adv before CoV (its BCE is O(1), the fidelity terms O(0.01))
+    adv_weight: float = 1.0                    # on L_adv before CoV: its BCE is O(1), the fidelity terms O(0.01)
     residual: bool = True
     unroll_steps: int = 5                      # Metz et al. unrolled D lookahead (0 = plain GAN)
     gan_mode: str = "vanilla"
@@ -68,15 +68,15 @@ PRESETS = {
     "cpu-continue": TrainConfig(model="small", epochs=36, steps_per_epoch=150, lr=3e-4, weight_decay=0.01,
                                 grad_clip=1.0, unroll_steps=1, val_samples=24, lr_step_epochs=24,
                                 curriculum=((0, (8, 16, 24)),)),
-    # a third CPU stage: the adversarial term at a tenth (the discriminator had come to dominate), lower lr
+    # tried after stage 2, not shipped: the adversarial term at a tenth, lower lr (docs/training-history.md)
     "cpu-finetune": TrainConfig(model="small", epochs=16, steps_per_epoch=150, lr=2e-4, weight_decay=0.01,
                                 grad_clip=1.0, unroll_steps=1, val_samples=24, lr_step_epochs=10,
                                 curriculum=((0, (8, 16, 24)),), adv_weight=0.1),
-    # a further CPU stage that switches on view sharing (model small-view-sharing) from 'small' weights
+    # stage 3 of the shipped weights: switches on view sharing (model small-view-sharing) from 'small' weights
     "cpu-view-sharing": TrainConfig(model="small-view-sharing", epochs=20, steps_per_epoch=150, lr=3e-4,
                                     weight_decay=0.01, grad_clip=1.0, unroll_steps=1, val_samples=24,
                                     lr_step_epochs=12, curriculum=((0, (8, 16, 24)),)),
-    # a further view-sharing stage that draws AF 24 half of the time (AF 8 and 16 a quarter each)
+    # tried after stage 3, not shipped: AF 24 drawn half of the time, AF 8 and 16 a quarter each
     "cpu-high-af": TrainConfig(model="small-view-sharing", epochs=20, steps_per_epoch=150, lr=1e-4,
                                weight_decay=0.01, grad_clip=1.0, unroll_steps=1, val_samples=24,
                                lr_step_epochs=100, curriculum=((0, (8, 16, 24, 24)),), adv_weight=0.1),
