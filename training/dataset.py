@@ -140,16 +140,16 @@ class WindowSampler:
         frames = adjacent_frames(t, nt, self.window, cyclic=file.cyclic)
         all_masks = torch.from_numpy(make_mask(pattern, nt, ny, nx, factor, self.num_acs, rng).astype(np.float32))
         all_frames = torch.from_numpy(np.ascontiguousarray(kspace[:, z]))                 # (nt, C, ny, nx)
-        full = all_frames[frames]                                                         # (F, C, ny, nx)
+        all_masked = all_frames * all_masks[:, None]
+        masked = all_masked[frames][None]                                                 # (1, F, C, ny, nx)
         mask_t = all_masks[frames][:, None]                                               # (F, 1, ny, nx)
-        masked = (full * mask_t)[None]
         scale = kspace_scale(masked).reshape(-1)[0]
-        shared = shared_kspace(all_frames * all_masks[:, None], all_masks)[None] / scale
-        centre = len(frames) // 2
-        full_centre = full[centre][None] / scale
+        shared = shared_kspace(all_masked, all_masks)[None] / scale
+        full_centre = all_frames[frames[len(frames) // 2]][None] / scale
         target = rss(ifft2c(full_centre))
         volume_max = torch.tensor(self.slice_peak(file, kspace, z)) / scale
-        return Sample(masked_kspace=masked / scale, mask=mask_t[None], full_kspace=full_centre, shared_kspace=shared,
+        return Sample(masked_kspace=masked / scale, mask=mask_t[None], full_kspace=full_centre,
+                      shared_kspace=shared,
                       target=target.float(), data_range=volume_max.reshape(1).float(),
                       domain=self.domains.index(file.domain_name), radial=pattern == "ktRadial",
                       pattern=pattern, acceleration=factor)
