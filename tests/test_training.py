@@ -213,5 +213,7 @@ def test_a_view_sharing_stage_starts_from_plain_weights(tree, tmp_path):
     sharing = Trainer(smoke_config(model="small-view-sharing"), tree, tmp_path / "sharing")
     sharing.init_generator(tmp_path / "plain.pt")
     assert sharing.model_config.view_sharing
+    for (name, a), (_, b) in zip(first.g_module.state_dict().items(), sharing.g_module.state_dict().items()):
+        torch.testing.assert_close(a, b, msg=name)
     sharing.fit()
     assert all(0 < h["val_ssim"] <= 1 for h in sharing.history)
