@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from challenge.runner import RunOptions, RunSetupError, run
-from model.reconstruction import DEFAULT_BATCH_SIZE, DEFAULT_WEIGHTS, METHODS
+from model.reconstruction import DEFAULT_BATCH_SIZE, DEFAULT_ENSEMBLE, DEFAULT_WEIGHTS, METHODS
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -43,6 +43,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE,
                         help="frames per forward pass (halved automatically on CUDA out-of-memory)")
     parser.add_argument("--amp", action="store_true", help="fp16 autocast for the network on cuda")
+    parser.add_argument("--ensemble", type=int, choices=(1, 2, 4), default=DEFAULT_ENSEMBLE,
+                        help="GENRE: reflections averaged per window (1 none, 2 + read-out, 4 + phase-encode, both)")
     parser.add_argument("--shard", type=parse_shard, default=None,
                         help="K/N: this process does files i with i %% N == K (default: RANK/WORLD_SIZE)")
     parser.add_argument("--resume", action="store_true", help="keep outputs that already validate")
@@ -59,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     options = RunOptions(input_root=args.input, output_root=args.output, method=args.method,
                          weights=args.weights, device=args.device, batch_size=args.batch_size, amp=args.amp,
+                         ensemble=args.ensemble,
                          shard=args.shard, resume=args.resume, crop=args.crop,
                          max_slab_bytes=int(args.max_slab_gb * 2 ** 30))
     try:

@@ -37,6 +37,7 @@ from pathlib import Path
 import scipy.io
 
 from benchmarks.evaluate import REPO_ROOT, format_machine, machine_summary
+from model.reconstruction import DEFAULT_ENSEMBLE
 
 BEGIN, END = "<!-- bench_predict:begin -->", "<!-- bench_predict:end -->"
 PHASES = ("read_seconds", "reconstruct_seconds", "write_seconds")
@@ -173,13 +174,15 @@ def count_images(output_root: Path, files: list[dict]) -> int:
 
 
 def measure(label: str, tree: Path, output_root: Path, method: str, weights: Path | None, device: str | None,
-            log_path: Path, gpu: bool) -> Measurement:
+            log_path: Path, gpu: bool, ensemble: int = DEFAULT_ENSEMBLE) -> Measurement:
     if output_root.exists():
         shutil.rmtree(output_root)
     command = [sys.executable, "predict.py", "--input", str(tree.resolve()), "--output", str(output_root.resolve()),
                "--method", method]
     if weights is not None:
         command += ["--weights", str(weights.resolve())]
+    if method == "genre":
+        command += ["--ensemble", str(ensemble)]
     if device:
         command += ["--device", device]
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -276,6 +279,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--method", default="genre", choices=("genre", "cgsense", "zerofilled"))
     parser.add_argument("--weights", type=Path, help="passed to predict.py --weights (default: its own)")
     parser.add_argument("--device", help="passed to predict.py --device (default: its own)")
+    parser.add_argument("--ensemble", type=int, choices=(1, 2, 4), default=DEFAULT_ENSEMBLE,
+                        help="passed to predict.py --ensemble (genre)")
     parser.add_argument("--copies", type=int, default=4, help="size of the replicated tree in copies of --tree")
     parser.add_argument("--work", type=Path, default=Path("build/bench_predict"), help="replicated tree, outputs")
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"))
@@ -293,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for label, tree, tag in trees:
         rows.append(measure(label, tree, args.work / f"output_{tag}", args.method, args.weights, args.device,
-                            args.work / f"predict_{tag}.log", gpu))
+                            args.work / f"predict_{tag}.log", gpu, args.ensemble))
         print(json.dumps(asdict(rows[-1])), flush=True)
     floor = None
     if args.method != "zerofilled":

@@ -33,6 +33,7 @@ from pathlib import Path, PurePosixPath
 from challenge import rules
 from challenge.scoring import (FileScore, GroundTruthError, GroupSummary, ScoreReport, score_trees,
                                summarise_group)
+from model.reconstruction import DEFAULT_ENSEMBLE
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 YEAR = 2024
@@ -225,23 +226,26 @@ def method_specs(methods: list[str], weights: Path, extra_weights: list[str]) ->
     return specs
 
 
-def predict_command(spec: MethodSpec, input_root: Path, output_root: Path, device: str | None) -> list[str]:
+def predict_command(spec: MethodSpec, input_root: Path, output_root: Path, device: str | None,
+                    ensemble: int = DEFAULT_ENSEMBLE) -> list[str]:
     command = [sys.executable, "predict.py", "--input", str(input_root), "--output", str(output_root),
                "--method", spec.method]
     if spec.weights is not None:
         command += ["--weights", str(spec.weights)]
+    if spec.method == GENRE:
+        command += ["--ensemble", str(ensemble)]
     if device:
         command += ["--device", device]
     return command
 
 
 def run_predict(spec: MethodSpec, group: str, input_root: Path, output_root: Path, log_path: Path,
-                device: str | None = None) -> PredictRun:
+                device: str | None = None, ensemble: int = DEFAULT_ENSEMBLE) -> PredictRun:
     """predict.py as a subprocess into a fresh output_root; its stdout and stderr go to log_path."""
     if output_root.exists():
         shutil.rmtree(output_root)
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    command = predict_command(spec, input_root.resolve(), output_root.resolve(), device)
+    command = predict_command(spec, input_root.resolve(), output_root.resolve(), device, ensemble)
     started = time.monotonic()
     with open(log_path, "w") as log:
         exit_code = subprocess.run(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT).returncode
@@ -475,7 +479,7 @@ def evaluate(args: argparse.Namespace, command: str) -> tuple[dict, list[TargetC
         for spec in specs:
             print(f"== {group}: {spec.name}", flush=True)
             run = run_predict(spec, group, input_root, args.out / group / spec.name,
-                              args.out / "logs" / f"{group}-{spec.name}.log", args.device)
+                              args.out / "logs" / f"{group}-{spec.name}.log", args.device, args.ensemble)
             runs.append(run)
             caveat = run.caveat(spec.method)
             if caveat:
@@ -515,6 +519,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="ablation generators, each evaluated as a GENRE row named NAME")
     parser.add_argument("--groups", nargs="+", choices=GROUPS, default=list(GROUPS))
     parser.add_argument("--device", help="passed to predict.py --device (default: its own)")
+    parser.add_argument("--ensemble", type=int, choices=(1, 2, 4), default=DEFAULT_ENSEMBLE,
+                        help="passed to predict.py --ensemble for GENRE rows")
     return parser.parse_args(argv)
 
 

@@ -29,7 +29,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from challenge import matio, rules
 from challenge.discovery import discover
 from challenge.report import BY_FALLBACK, BY_MODEL, FAILED, RESUMED, FileResult, RunReport, report_name
-from model.reconstruction import (DEFAULT_BATCH_SIZE, DEFAULT_WEIGHTS, Reconstructor, VolumeMeta,
+from model.reconstruction import (DEFAULT_BATCH_SIZE, DEFAULT_ENSEMBLE, DEFAULT_WEIGHTS, Reconstructor, VolumeMeta,
                                   WeightsUnavailable, build_reconstructor, resolve_device)
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,7 @@ class RunOptions:
     device: str = "auto"
     batch_size: int = DEFAULT_BATCH_SIZE        # frames per forward pass; halved on CUDA out-of-memory
     amp: bool = False
+    ensemble: int = DEFAULT_ENSEMBLE            # GENRE reflections averaged per window (model.reflection)
     shard: tuple[int, int] | None = None        # (K, N): jobs i with i % N == K; None: RANK/WORLD_SIZE or (0, 1)
     resume: bool = False
     crop: bool = False                          # validation-phase run4Ranking crop
@@ -624,5 +625,6 @@ def _default_factory(options: RunOptions, shard: tuple[int, int]) -> Reconstruct
     def factory(method: str) -> Reconstructor:
         # the last resort runs on the CPU: it must work even when the GPU is the problem
         return build_reconstructor(method, weights=options.weights, batch_size=options.batch_size,
-                                   amp=options.amp, device="cpu" if method == "zerofilled" else device)
+                                   amp=options.amp, ensemble=options.ensemble,
+                                   device="cpu" if method == "zerofilled" else device)
     return factory

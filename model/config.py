@@ -93,6 +93,9 @@ PRESETS: dict[str, GeneratorConfig] = {
 # further stage of 'small-view-sharing')
 PRESETS["small-view-sharing"] = replace(PRESETS["small"], view_sharing=True)
 PRESETS["paper-view-sharing"] = replace(PRESETS["paper"], view_sharing=True)
+# 'small' widths, more cascades: a 'small' checkpoint deepens into them (training.growth)
+PRESETS["small-8-view-sharing"] = replace(PRESETS["small-view-sharing"], cascades=8)
+PRESETS["small-10-view-sharing"] = replace(PRESETS["small-view-sharing"], cascades=10)
 
 
 class ConfigError(ValueError):

@@ -3,6 +3,8 @@
 Per slice, every target frame gets its adjacent-frame window (model.window) and, for view-sharing
 configurations, the slice's time-averaged k-space (model.view_sharing); windows are batched
 ``batch_size`` at a time, normalised by model.normalisation.kspace_scale and the output multiplied back.
+With a reflection ensemble (model.reflection) each window is also reconstructed from reflected inputs, each
+image reflected back, and the magnitudes averaged.
 """
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +15,7 @@ import torch
 from model.checkpoint import load_generator
 from model.normalisation import kspace_scale
 from model.reconstruction import VolumeMeta, check_inputs
+from model.reflection import ENSEMBLES, reflect
 from model.view_sharing import shared_kspace
 from model.window import adjacent_frames
 
@@ -21,11 +24,15 @@ class GenreReconstructor:
     name = "genre"
 
     def __init__(self, weights: str | Path, device: str | torch.device = "cpu", batch_size: int = 8,
-                 amp: bool = False):
+                 amp: bool = False, ensemble: int = 1):
         """Loads ``weights`` (raises model.checkpoint.WeightsError, a WeightsUnavailable). ``amp``: fp16
-        autocast for the networks, on cuda only; physics stays fp32."""
+        autocast for the networks, on cuda only; physics stays fp32. ``ensemble``: reflections averaged per
+        window, a key of model.reflection.ENSEMBLES (each costs one more forward pass)."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if ensemble not in ENSEMBLES:
+            raise ValueError(f"ensemble must be one of {sorted(ENSEMBLES)}, got {ensemble}")
+        self.reflections = ENSEMBLES[ensemble]
         self.device = torch.device(device)
         self.generator, self.record = load_generator(weights, self.device)
         self.batch_size = batch_size
@@ -72,8 +79,13 @@ class GenreReconstructor:
             window_mask = mask[windows][:, :, None]           # (B, F, 1, H, W)
             scale = kspace_scale(window_kspace)               # (B,)
             window_shared = None if shared is None else shared / scale[:, None, None, None]
-            with torch.autocast("cuda", dtype=torch.float16, enabled=self.amp):
-                result = self.generator(window_kspace / scale[:, None, None, None, None], window_mask,
-                                        meta.num_acs, meta.radial, window_shared)
-            images.append(result.image.float() * scale[:, None, None])
+            window_kspace = window_kspace / scale[:, None, None, None, None]
+            image = 0
+            for dims in self.reflections:
+                reflected_shared = None if window_shared is None else reflect(window_shared, dims)
+                with torch.autocast("cuda", dtype=torch.float16, enabled=self.amp):
+                    result = self.generator(reflect(window_kspace, dims), reflect(window_mask, dims), meta.num_acs,
+                                            meta.radial, reflected_shared)
+                image = image + reflect(result.image.float(), dims)
+            images.append(image / len(self.reflections) * scale[:, None, None])
         return torch.cat(images).cpu().numpy()

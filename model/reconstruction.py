@@ -12,6 +12,8 @@ import torch
 METHODS = ("zerofilled", "cgsense", "genre")
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "genre_cmr.pt"
 DEFAULT_BATCH_SIZE = 8
+# GENRE reflection ensemble (model.reflection.ENSEMBLES): 2 = each window also read-out reflected
+DEFAULT_ENSEMBLE = 2
 
 
 @dataclass(frozen=True)
@@ -63,9 +65,11 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 
 def build_reconstructor(method: str, *, weights: str | Path | None = None, device: str | torch.device = "auto",
-                        batch_size: int = DEFAULT_BATCH_SIZE, amp: bool = False) -> Reconstructor:
+                        batch_size: int = DEFAULT_BATCH_SIZE, amp: bool = False,
+                        ensemble: int = DEFAULT_ENSEMBLE) -> Reconstructor:
     """Reconstructor for ``method`` in METHODS. ``weights`` (GENRE only) defaults to DEFAULT_WEIGHTS;
-    ``batch_size`` counts frames per forward pass; ``amp`` (GENRE only) enables mixed precision on cuda.
+    ``batch_size`` counts frames per forward pass; ``amp`` (GENRE only) enables mixed precision on cuda;
+    ``ensemble`` (GENRE only) is the number of reflections averaged (model.reflection.ENSEMBLES).
 
     Raises WeightsUnavailable (from model.inference) when the GENRE weights are missing or corrupt.
     """
@@ -79,5 +83,5 @@ def build_reconstructor(method: str, *, weights: str | Path | None = None, devic
     if method == "genre":
         from model.inference import GenreReconstructor  # lazy: the network code is only needed here
         return GenreReconstructor(weights=Path(weights) if weights is not None else DEFAULT_WEIGHTS,
-                                  device=torch_device, batch_size=batch_size, amp=amp)
+                                  device=torch_device, batch_size=batch_size, amp=amp, ensemble=ensemble)
     raise ValueError(f"unknown reconstruction method {method!r}; choose one of {', '.join(METHODS)}")

@@ -8,7 +8,7 @@ from benchmarks.bench_predict import (BEGIN, END, outside_network_share, replace
                                       replicated_name)
 from benchmarks.evaluate import (FAIL, NOT_MEASURED, PASS, TARGET_FACTORS, TARGET_PATTERNS, EvaluationSetupError,
                                  MethodScores, MethodSpec, PredictRun, aggregate_cells, check_targets, group_tables,
-                                 method_scores, method_specs, psnr_margins)
+                                 method_scores, method_specs, predict_command, psnr_margins)
 from challenge import rules
 from challenge.scoring import FileResult, FileScore, ScoreReport, summarise_group
 
@@ -149,6 +149,12 @@ def test_predict_run_caveat_names_fallbacks_and_failures():
     clean = PredictRun("seen", "genre", [], 0, 1.0, "genre", "genre", files_total=9, files_valid=9)
     assert clean.caveat("genre") is None
     assert "no run report" in PredictRun("seen", "genre", [], 2, 1.0).caveat("genre")
+
+
+def test_predict_command_names_the_ensemble_for_genre_rows_only():
+    genre = predict_command(MethodSpec("genre", "genre", Path("w.pt")), Path("in"), Path("out"), None, ensemble=4)
+    assert genre[genre.index("--ensemble") + 1] == "4" and genre[genre.index("--weights") + 1] == "w.pt"
+    assert "--ensemble" not in predict_command(MethodSpec("cgsense", "cgsense"), Path("in"), Path("out"), "cpu")
 
 
 def test_group_tables_show_values_and_margins():

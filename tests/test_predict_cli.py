@@ -11,6 +11,7 @@ import pytest
 import scipy.io
 
 import predict
+from model.reconstruction import DEFAULT_ENSEMBLE
 from tests.test_runner import SHAPE, expected_full_shape, files_under, snapshot, write_case
 
 REPO = Path(__file__).resolve().parent.parent
@@ -79,6 +80,9 @@ def test_options_are_parsed():
     defaults = predict.parse_args([])
     assert defaults.input == Path("/input") and defaults.output == Path("/output")
     assert defaults.method == "genre" and defaults.shard is None and defaults.device == "auto"
+    assert defaults.ensemble == DEFAULT_ENSEMBLE and predict.parse_args(["--ensemble", "4"]).ensemble == 4
+    with pytest.raises(SystemExit):
+        predict.parse_args(["--ensemble", "3"])
 
 
 # --------------------------------------------------------------------------------------------------------

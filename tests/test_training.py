@@ -12,10 +12,11 @@ import pytest
 import torch
 
 from challenge.matio import write_kspace_v73
-from model.checkpoint import load_generator
+from model.checkpoint import load_generator, save_generator
 from model.fftc import fft2c
 from training.config import PRESETS
 from training.dataset import WindowSampler, find_training_files, split_by_subject
+from training.growth import deepened_state
 from training.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -217,3 +218,36 @@ def test_a_view_sharing_stage_starts_from_plain_weights(tree, tmp_path):
         torch.testing.assert_close(a, b, msg=name)
     sharing.fit()
     assert all(0 < h["val_ssim"] <= 1 for h in sharing.history)
+
+
+def test_deepened_state_appends_independent_copies_of_the_last_cascade():
+    state = {"sens_net.w": torch.zeros(2), "cascades.0.eta": torch.tensor(1.0), "cascades.1.eta": torch.tensor(2.0)}
+    deeper = deepened_state(state, 2, 4)
+    assert [float(deeper[f"cascades.{i}.eta"]) for i in range(4)] == [1.0, 2.0, 2.0, 2.0]
+    deeper["cascades.3.eta"] += 1
+    assert float(deeper["cascades.2.eta"]) == 2.0 and float(state["cascades.1.eta"]) == 2.0
+    with pytest.raises(ValueError, match="cannot deepen 2 cascades to 1"):
+        deepened_state(state, 2, 1)
+
+
+def test_a_deeper_stage_keeps_the_trained_cascades_and_copies_the_last(tree, tmp_path):
+    shallow = Trainer(smoke_config(model="small-view-sharing"), tree, tmp_path / "shallow")
+    save_generator(tmp_path / "small.pt", shallow.model_config, shallow.g_module.state_dict(), {})
+    deep = Trainer(smoke_config(model="small-8-view-sharing"), tree, tmp_path / "deep")
+    deep.init_generator(tmp_path / "small.pt")
+    source, deeper = shallow.g_module.eval(), deep.g_module.eval()
+    sample = shallow.val_samples[0]
+    with torch.no_grad():
+        before = source(sample.masked_kspace, sample.mask, 8, sample.radial, sample.shared_kspace)
+        after = deeper(sample.masked_kspace, sample.mask, 8, sample.radial, sample.shared_kspace)
+    # the first five cascades compute what they computed before; three more refine their result
+    assert len(after.cascade_images) == 8
+    for a, b in zip(before.cascade_images, after.cascade_images[:5]):
+        torch.testing.assert_close(a, b)
+    for index in (5, 6, 7):
+        for (name, a), (_, b) in zip(source.cascades[4].state_dict().items(),
+                                     deeper.cascades[index].state_dict().items()):
+            torch.testing.assert_close(a, b, msg=name)
+    save_generator(tmp_path / "deep.pt", deep.model_config, deep.g_module.state_dict(), {})
+    with pytest.raises(ValueError, match="model configuration differs"):
+        shallow.init_generator(tmp_path / "deep.pt")

@@ -22,6 +22,7 @@ from model.generator import GenreGenerator
 from training.adversarial import discriminator_step, generator_adv_loss, unrolled_discriminator
 from training.config import TrainConfig
 from training.cov_weighting import CoVWeighting
+from training.growth import deepened_state
 from training.dataset import (KspaceCache, Sample, WindowSampler, find_training_files,
                               fixed_validation_samples, split_by_subject)
 from training.report import epoch_curves
@@ -285,12 +286,17 @@ class Trainer:
 
     def init_generator(self, weights: Path) -> None:
         """Start from an earlier stage's generator (a shipped weights file, sha256-checked, whose model
-        configuration must match this run's, view_sharing apart, which changes the first estimate and no
-        parameter); the discriminator, optimisers and CoV/SDA state start fresh."""
+        configuration must match this run's but for view_sharing, which changes the first estimate and no
+        parameter, and for more cascades, which start as copies of its last one: training.growth); the
+        discriminator, optimisers and CoV/SDA state start fresh."""
         generator, record = load_generator(weights)
-        if dataclasses.replace(generator.config, view_sharing=self.model_config.view_sharing) != self.model_config:
+        source = generator.config
+        if (dataclasses.replace(source, view_sharing=self.model_config.view_sharing,
+                                cascades=self.model_config.cascades) != self.model_config
+                or source.cascades > self.model_config.cascades):
             raise ValueError(f"{weights}: its model configuration differs from this run's ({self.config.model})")
-        self.g_module.load_state_dict(generator.state_dict())
+        self.g_module.load_state_dict(deepened_state(generator.state_dict(), source.cascades,
+                                                     self.model_config.cascades))
         self.init_record = {"weights": str(weights), "sha256": record["sha256"], "steps": record.get("steps"),
                             "train_config": record.get("train_config"), "init_from": record.get("init_from")}
 
