@@ -51,9 +51,11 @@ train:
 	$(PYTHON) -m training --data data/genre/train --run-dir runs/genre-$(TRAIN_PRESET) --preset $(TRAIN_PRESET) \
 	  --export weights/genre_cmr.pt $(TRAIN_ARGS)
 
-## eval: held-out trees, predict with genre / cgsense / zerofilled, 2024 metric; writes docs/results.md
+## eval: held-out trees, predict with genre / cgsense / zerofilled, 2024 metric; writes docs/results.md;
+## and the reflection ensembles on validation windows (how predict.py's default was chosen)
 eval:
 	[ -d data/genre/eval ] || $(PYTHON) -m training.build_data data/genre
+	$(PYTHON) -m benchmarks.ensemble_validation --data data/genre/train --out docs/ensemble-validation.md
 	$(PYTHON) -m benchmarks.evaluate --data data/genre --out $(OUT)/eval --results docs/results.md
 
 ## ablations: the full method and --no-ear / --no-sda / --no-residual, each the same short CPU budget
