@@ -76,7 +76,8 @@ PRESETS = {
     "cpu-view-sharing": TrainConfig(model="small-view-sharing", epochs=20, steps_per_epoch=150, lr=3e-4,
                                     weight_decay=0.01, grad_clip=1.0, unroll_steps=1, val_samples=24,
                                     lr_step_epochs=12, curriculum=((0, (8, 16, 24)),)),
-    # stage 4: 'small-view-sharing' weights deepened to 8 cascades (training.growth)
+    # stage 4 of the shipped weights: 'small-view-sharing' weights deepened (training.growth), shipped with
+    # --model small-10-view-sharing; the preset's own 8 cascades were the sibling run
     "cpu-deepen": TrainConfig(model="small-8-view-sharing", epochs=24, steps_per_epoch=150, lr=3e-4,
                               weight_decay=0.01, grad_clip=1.0, unroll_steps=1, val_samples=24,
                               lr_step_epochs=12, curriculum=((0, (8, 16, 24)),), adv_weight=0.1),
