@@ -263,14 +263,16 @@ def write_section(path: Path, section: str) -> None:
     path.write_text(replace_section(text, section))
 
 
-def _weights_line(weights: Path | None, method: str) -> str | None:
+def _weights_line(weights: Path | None, method: str, ensemble: int) -> str | None:
     if method != "genre":
         return None
     from model.checkpoint import file_sha256
     from model.reconstruction import DEFAULT_WEIGHTS
 
     path = Path(weights or DEFAULT_WEIGHTS)
-    return f"{path}, sha256 `{file_sha256(path)}`" if path.is_file() else f"{path} not found"
+    if not path.is_file():
+        return f"{path} not found"
+    return f"{path}, sha256 `{file_sha256(path)}`; --ensemble {ensemble} ({ensemble} network passes per window)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -305,7 +307,8 @@ def main(argv: list[str] | None = None) -> int:
         floor = measure(f"{args.tree} (x1)", args.tree, args.work / "output_zerofilled", "zerofilled", None,
                         None, args.work / "predict_zerofilled.log", False)
         print(json.dumps(asdict(floor)), flush=True)
-    write_section(args.out, format_section(rows, floor, command, machine, _weights_line(args.weights, args.method)))
+    weights_line = _weights_line(args.weights, args.method, args.ensemble)
+    write_section(args.out, format_section(rows, floor, command, machine, weights_line))
     (args.work / "bench_predict.json").write_text(json.dumps(
         {"command": command, "machine": machine, "runs": [asdict(r) for r in rows],
          "zerofilled_floor": asdict(floor) if floor else None}, indent=2))

@@ -2,7 +2,7 @@
 
 'paper' is the GENRE-CMR default of docs/method.md (16 cascades, PromptMR+ widths with a 4-tensor buffer,
 zero-initialised residual connections: about 95.9 M trainable parameters). 'small' is CPU-practical,
-'tiny' is for tests and CPU training smoke runs.
+'tiny' is for tests and CPU training smoke runs. The shipped weights are 'small-10-view-sharing'.
 """
 from dataclasses import asdict, dataclass, fields, replace
 
@@ -93,7 +93,8 @@ PRESETS: dict[str, GeneratorConfig] = {
 # further stage of 'small-view-sharing')
 PRESETS["small-view-sharing"] = replace(PRESETS["small"], view_sharing=True)
 PRESETS["paper-view-sharing"] = replace(PRESETS["paper"], view_sharing=True)
-# 'small' widths, more cascades: a 'small' checkpoint deepens into them (training.growth)
+# 'small' widths, more cascades: a 'small' checkpoint deepens into them (training.growth); the 10-cascade one
+# ships (weights/genre_cmr.json), the 8-cascade one was its sibling run
 PRESETS["small-8-view-sharing"] = replace(PRESETS["small-view-sharing"], cascades=8)
 PRESETS["small-10-view-sharing"] = replace(PRESETS["small-view-sharing"], cascades=10)
 
