@@ -13,6 +13,7 @@ from pathlib import Path
 
 from challenge.runner import RunOptions, RunSetupError, run
 from model.reconstruction import DEFAULT_BATCH_SIZE, DEFAULT_ENSEMBLE, DEFAULT_WEIGHTS, METHODS
+from model.reflection import ENSEMBLES
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -43,7 +44,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE,
                         help="frames per forward pass (halved automatically on CUDA out-of-memory)")
     parser.add_argument("--amp", action="store_true", help="fp16 autocast for the network on cuda")
-    parser.add_argument("--ensemble", type=int, choices=(1, 2, 4), default=DEFAULT_ENSEMBLE,
+    parser.add_argument("--ensemble", type=int, choices=sorted(ENSEMBLES), default=DEFAULT_ENSEMBLE,
                         help="GENRE: reflections averaged per window (1 none, 2 + read-out, 4 + phase-encode, both)")
     parser.add_argument("--shard", type=parse_shard, default=None,
                         help="K/N: this process does files i with i %% N == K (default: RANK/WORLD_SIZE)")

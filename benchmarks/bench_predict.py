@@ -36,8 +36,9 @@ from pathlib import Path
 
 import scipy.io
 
-from benchmarks.evaluate import REPO_ROOT, format_machine, machine_summary
+from benchmarks.evaluate import REPO_ROOT, MethodSpec, format_machine, machine_summary, predict_command
 from model.reconstruction import DEFAULT_ENSEMBLE
+from model.reflection import ENSEMBLES
 
 BEGIN, END = "<!-- bench_predict:begin -->", "<!-- bench_predict:end -->"
 PHASES = ("read_seconds", "reconstruct_seconds", "write_seconds")
@@ -177,14 +178,8 @@ def measure(label: str, tree: Path, output_root: Path, method: str, weights: Pat
             log_path: Path, gpu: bool, ensemble: int = DEFAULT_ENSEMBLE) -> Measurement:
     if output_root.exists():
         shutil.rmtree(output_root)
-    command = [sys.executable, "predict.py", "--input", str(tree.resolve()), "--output", str(output_root.resolve()),
-               "--method", method]
-    if weights is not None:
-        command += ["--weights", str(weights.resolve())]
-    if method == "genre":
-        command += ["--ensemble", str(ensemble)]
-    if device:
-        command += ["--device", device]
+    spec = MethodSpec(method, method, weights.resolve() if weights is not None else None)
+    command = predict_command(spec, tree.resolve(), output_root.resolve(), device, ensemble)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     sampler = _GpuSampler() if gpu else None
     with open(log_path, "w") as log:
@@ -281,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--method", default="genre", choices=("genre", "cgsense", "zerofilled"))
     parser.add_argument("--weights", type=Path, help="passed to predict.py --weights (default: its own)")
     parser.add_argument("--device", help="passed to predict.py --device (default: its own)")
-    parser.add_argument("--ensemble", type=int, choices=(1, 2, 4), default=DEFAULT_ENSEMBLE,
+    parser.add_argument("--ensemble", type=int, choices=sorted(ENSEMBLES), default=DEFAULT_ENSEMBLE,
                         help="passed to predict.py --ensemble (genre)")
     parser.add_argument("--copies", type=int, default=4, help="size of the replicated tree in copies of --tree")
     parser.add_argument("--work", type=Path, default=Path("build/bench_predict"), help="replicated tree, outputs")

@@ -6,8 +6,8 @@
 The windows come from the validation subjects of the training tree (the split the training runs use, seed 0),
 never from the held-out evaluation trees, so the choice does not look at the numbers it is judged by. For each
 group of windows (trajectories x accelerations, a fixed seed) the generator runs on every reflection of
-model.reflection.ENSEMBLES[4]; ensemble N averages the first N reflected-back magnitudes, as
-GenreReconstructor does. PSNR per window against the fully sampled centre frame (data range = the volume's
+model.reflection.ENSEMBLES[4]; ensemble N averages the reflected-back magnitudes of the reflections
+in ENSEMBLES[N], as GenreReconstructor does. PSNR per window against the fully sampled centre frame (data range = the volume's
 maximum, as in training validation), averaged per group.
 """
 import argparse
@@ -38,14 +38,14 @@ def ensemble_psnrs(generator, samples, num_acs: int) -> dict[int, float]:
     """Mean PSNR over ``samples`` of each ensemble size in ENSEMBLES."""
     psnrs: dict[int, list[float]] = {size: [] for size in ENSEMBLES}
     for sample in samples:
-        images = []
+        images = {}
         for dims in ENSEMBLES[4]:
             output = generator(reflect(sample.masked_kspace, dims), reflect(sample.mask, dims), num_acs,
                                sample.radial, reflect(sample.shared_kspace, dims))
-            images.append(reflect(output.image, dims))
+            images[dims] = reflect(output.image, dims)
         for size, reflections in ENSEMBLES.items():
-            psnrs[size].append(psnr(sum(images[:len(reflections)]) / len(reflections), sample.target,
-                                    sample.data_range))
+            mean = sum(images[dims] for dims in reflections) / len(reflections)
+            psnrs[size].append(psnr(mean, sample.target, sample.data_range))
     return {size: float(np.mean(values)) for size, values in psnrs.items()}
 
 

@@ -34,6 +34,7 @@ from challenge import rules
 from challenge.scoring import (FileScore, GroundTruthError, GroupSummary, ScoreReport, score_trees,
                                summarise_group)
 from model.reconstruction import DEFAULT_ENSEMBLE
+from model.reflection import ENSEMBLES
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 YEAR = 2024
@@ -519,7 +520,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="ablation generators, each evaluated as a GENRE row named NAME")
     parser.add_argument("--groups", nargs="+", choices=GROUPS, default=list(GROUPS))
     parser.add_argument("--device", help="passed to predict.py --device (default: its own)")
-    parser.add_argument("--ensemble", type=int, choices=(1, 2, 4), default=DEFAULT_ENSEMBLE,
+    parser.add_argument("--ensemble", type=int, choices=sorted(ENSEMBLES), default=DEFAULT_ENSEMBLE,
                         help="passed to predict.py --ensemble for GENRE rows")
     return parser.parse_args(argv)
 
