@@ -14,8 +14,9 @@ import torch
 from challenge.matio import write_kspace_v73
 from model.checkpoint import load_generator, save_generator
 from model.fftc import fft2c
-from training.config import PRESETS
-from training.dataset import WindowSampler, find_training_files, split_by_subject
+from training.__main__ import main as train_main
+from training.config import PRESETS, TrainConfig
+from training.dataset import WindowSampler, domain_probabilities, find_training_files, split_by_subject
 from training.growth import deepened_state
 from training.trainer import Trainer
 
@@ -251,3 +252,34 @@ def test_a_deeper_stage_keeps_the_trained_cascades_and_copies_the_last(tree, tmp
     save_generator(tmp_path / "deep.pt", deep.model_config, deep.g_module.state_dict(), {})
     with pytest.raises(ValueError, match="model configuration differs"):
         shallow.init_generator(tmp_path / "deep.pt")
+
+
+def test_centre_weights_set_how_often_each_domain_is_drawn(tree):
+    files = find_training_files(tree)
+    domains = sorted({f.domain_name for f in files})
+    assert domains[2] == "Phantom:Mapping"
+    np.testing.assert_allclose(domain_probabilities(domains, {"Phantom": 0.5}), [0.4, 0.4, 0.2])
+    with pytest.raises(ValueError, match="no domain"):
+        domain_probabilities(domains, {"Center001": 0, "Center002": 0, "Phantom": 0})
+    sampler = WindowSampler(files, domains, ("ktUniform",), num_acs=8, centre_weights={"Phantom": 0.1})
+    rng = np.random.default_rng(0)
+    drawn = [sampler.draw(rng, (8,)).domain for _ in range(150)]
+    share = drawn.count(2) / len(drawn)           # expected 0.1 / 2.1 = 0.048 against 1/3 when balanced
+    assert share < 0.15 and drawn.count(0) > 40 and drawn.count(1) > 40
+
+
+def test_centre_weights_survive_the_checkpoint_record():
+    config = PRESETS["cpu-real-cine"]
+    assert dict(config.centre_weights) == {"Phantom": 0.25}
+    restored = TrainConfig.from_dict(json.loads(json.dumps(config.to_dict())))
+    assert restored == config
+    older = {k: v for k, v in config.to_dict().items() if k != "centre_weights"}   # records before the field
+    assert TrainConfig.from_dict(older).centre_weights == ()
+
+
+def test_the_cli_exports_the_last_epoch_when_no_subject_is_held_for_validation(tree, tmp_path):
+    train_main(["--data", str(tree), "--run-dir", str(tmp_path / "run"), "--preset", "smoke", "--epochs", "1",
+                "--steps-per-epoch", "1", "--all-subjects", "--device", "cpu", "--export", str(tmp_path / "g.pt")])
+    record = load_generator(tmp_path / "g.pt")[1]
+    assert record["selected"]["by"] == "last epoch" and record["train_config"]["val_fraction"] == 0
+    assert record["data"]["train_files"] == 9 and record["data"]["val_files"] == 0

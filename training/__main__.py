@@ -29,6 +29,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--steps-per-epoch", type=int)
     parser.add_argument("--lr", type=float)
     parser.add_argument("--seed", type=int)
+    parser.add_argument("--all-subjects", action="store_true",
+                        help="no validation subjects: train on every subject and export the last epoch")
     parser.add_argument("--adv-weight", type=float, help="constant on the adversarial term before CoV weighting")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--amp", action="store_true", help="fp16 autocast for the networks on CUDA")
@@ -45,7 +47,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def build_config(args: argparse.Namespace) -> TrainConfig:
     overrides = {"model": args.model, "epochs": args.epochs, "steps_per_epoch": args.steps_per_epoch,
                  "lr": args.lr, "seed": args.seed,
-                 "adv_weight": args.adv_weight}
+                 "adv_weight": args.adv_weight, "val_fraction": 0.0 if args.all_subjects else None}
     config = dataclasses.replace(PRESETS[args.preset], **{k: v for k, v in overrides.items() if v is not None})
     return dataclasses.replace(config, use_ear=not args.no_ear, use_sda=not args.no_sda,
                                residual=not args.no_residual, use_adv=not args.no_adv,
@@ -74,7 +76,8 @@ def main(argv=None) -> int:
     if trainer.dist.is_main:
         print(json.dumps(result["history"][-1]))
         if args.export:
-            sha = trainer.export_generator(args.export, {"command": " ".join(sys.argv)})
+            sha = trainer.export_generator(args.export, {"command": " ".join(sys.argv)},
+                                           best=config.val_fraction > 0)
             print(f"exported {args.export} sha256 {sha}")
     return 0
 

@@ -33,7 +33,8 @@ class TrainConfig:
     gan_mode: str = "vanilla"
     cov_mean_mode: str = "full"
     val_samples: int = 24
-    val_fraction: float = 0.2
+    val_fraction: float = 0.2                  # 0: every subject trains; the last epoch is exported
+    centre_weights: tuple[tuple[str, float], ...] = ()   # (centre, weight): draw its domains this often (1 each)
     seed: int = 0
     amp: bool = False                          # fp16 autocast on CUDA for the networks
     log_every: int = 10
@@ -55,6 +56,7 @@ class TrainConfig:
         values["curriculum"] = tuple((int(s), tuple(int(r) for r in f)) for s, f in values["curriculum"])
         values["patterns"] = tuple(values["patterns"])
         values["d_betas"] = tuple(values["d_betas"])
+        values["centre_weights"] = tuple((str(c), float(w)) for c, w in values.get("centre_weights", ()))
         return cls(**values)
 
 
@@ -81,6 +83,12 @@ PRESETS = {
     "cpu-deepen": TrainConfig(model="small-8-view-sharing", epochs=24, steps_per_epoch=150, lr=3e-4,
                               weight_decay=0.01, grad_clip=1.0, unroll_steps=1, val_samples=24,
                               lr_step_epochs=12, curriculum=((0, (8, 16, 24)),), adv_weight=0.1),
+    # stage 5: the scanners' cine drawn more often than the simulated phantoms (a quarter of a centre's
+    # share each), from the stage-4 weights
+    "cpu-real-cine": TrainConfig(model="small-10-view-sharing", epochs=18, steps_per_epoch=150, lr=2e-4,
+                                 weight_decay=0.01, grad_clip=1.0, unroll_steps=1, val_samples=24,
+                                 lr_step_epochs=12, curriculum=((0, (8, 16, 24)),), adv_weight=0.1,
+                                 centre_weights=(("Phantom", 0.25),)),
     # tried after stage 3, not shipped: AF 24 drawn half of the time, AF 8 and 16 a quarter each
     "cpu-high-af": TrainConfig(model="small-view-sharing", epochs=20, steps_per_epoch=150, lr=1e-4,
                                weight_decay=0.01, grad_clip=1.0, unroll_steps=1, val_samples=24,

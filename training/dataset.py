@@ -107,16 +107,28 @@ class KspaceCache:
         return kspace
 
 
+def domain_probabilities(domains: list[str], centre_weights: dict[str, float]) -> np.ndarray:
+    """Drawing probability of each ``centre:modality`` domain: its centre's weight (1 unless named),
+    normalised. Equal weights are the balanced draw."""
+    weights = np.array([centre_weights.get(d.split(":", 1)[0], 1.0) for d in domains], dtype=float)
+    if (weights < 0).any() or weights.sum() <= 0:
+        raise ValueError(f"centre weights {centre_weights} leave no domain of {domains} to draw")
+    return weights / weights.sum()
+
+
 class WindowSampler:
-    """Draws (file, slice, frame, pattern, R) with balanced domains and builds the 5-frame sample."""
+    """Draws (file, slice, frame, pattern, R) with balanced domains (or weighted by centre) and builds the
+    5-frame sample."""
 
     def __init__(self, files: list[TrainingFile], domains: list[str], patterns: tuple[str, ...],
-                 num_acs: int, window: int = 5, cache: KspaceCache | None = None):
+                 num_acs: int, window: int = 5, cache: KspaceCache | None = None,
+                 centre_weights: dict[str, float] | None = None):
         if not files:
             raise ValueError("no training files")
         self.domains = domains
         grouped = {d: [f for f in files if f.domain_name == d] for d in domains}
         self.by_domain = {d: fs for d, fs in grouped.items() if fs}
+        self.domain_p = domain_probabilities(list(self.by_domain), centre_weights) if centre_weights else None
         self.patterns = patterns
         self.num_acs = num_acs
         self.window = window
@@ -124,7 +136,10 @@ class WindowSampler:
         self._slice_peaks: dict[tuple[Path, int], float] = {}
 
     def draw(self, rng: np.random.Generator, accelerations: tuple[int, ...]) -> Sample:
-        domain = list(self.by_domain)[rng.integers(len(self.by_domain))]
+        names = list(self.by_domain)
+        # the balanced draw keeps its own random stream so that earlier runs reproduce
+        index = rng.integers(len(names)) if self.domain_p is None else rng.choice(len(names), p=self.domain_p)
+        domain = names[index]
         candidates = self.by_domain[domain]
         file = candidates[rng.integers(len(candidates))]
         kspace = self.cache.get(file.path)

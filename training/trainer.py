@@ -72,7 +72,7 @@ class Trainer:
         self.domains = sorted({f.domain_name for f in files})
         cache = KspaceCache()
         self.train_sampler = WindowSampler(train_files, self.domains, config.patterns, config.num_acs,
-                                           config.adjacent_frames, cache)
+                                           config.adjacent_frames, cache, dict(config.centre_weights))
         final_factors = config.curriculum[-1][1]
         self.val_samples = fixed_validation_samples(
             WindowSampler(val_files or train_files, self.domains, config.patterns, config.num_acs,
@@ -100,6 +100,7 @@ class Trainer:
         self.history: list[dict] = []
         self.init_record: dict | None = None
         self.started = time.time()
+        self.hardware = hardware_description(self.device)   # now: a long run may outlive edits to its imports
 
         self.g_module = self.generator
         if self.dist.world_size > 1:
@@ -324,7 +325,7 @@ class Trainer:
             "epochs": self.epoch, "selected": selected,
             "wall_time_minutes": round((time.time() - self.started) / 60, 2),
             "finished_utc": datetime.now(timezone.utc).isoformat(timespec="minutes"),
-            "hardware": hardware_description(self.device), "world_size": self.dist.world_size,
+            "hardware": self.hardware, "world_size": self.dist.world_size,
             "seed": self.config.seed, "validation": self.history, "loss_curves": epoch_curves(self.run_dir),
             "init_from": self.init_record,
             **(extra_record or {}),
