@@ -49,6 +49,15 @@ def ensemble_psnrs(generator, samples, num_acs: int) -> dict[int, float]:
     return {size: float(np.mean(values)) for size, values in psnrs.items()}
 
 
+def seen_in_training_note(record: dict) -> list[str]:
+    """A line saying so when the weights trained on every subject, these windows' included."""
+    if (record.get("train_config") or {}).get("val_fraction", PRESETS["cpu"].val_fraction) > 0:
+        return []
+    return ["- These weights trained on every subject of the tree (`--all-subjects`), so these windows were "
+            "seen in training: the table no longer measures held-out quality; the default ensemble was chosen "
+            "with weights that had not seen them (docs/training-history.md)"]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.ensemble_validation",
                                      description=__doc__.split("\n\n")[0])
@@ -65,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     files = find_training_files(args.data)
     _, val_files = split_by_subject(files, config.val_fraction, config.seed)
     domains = sorted({f.domain_name for f in files})
-    generator, _ = load_generator(args.weights)
+    generator, record = load_generator(args.weights)
     generator.eval()
     cache = KspaceCache()
     rows = []
@@ -82,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
              f"- Command: `{command}`",
              f"- Weights: {args.weights}, sha256 `{file_sha256(args.weights)}`",
              f"- Windows: validation subjects of {args.data} ({len(val_files)} files), seed {SEED}; mean PSNR (dB)",
+             *seen_in_training_note(record),
              "", "| windows | n | ensemble 1 | ensemble 2 | ensemble 4 | 2 − 1 | 4 − 1 |", "|---|---|---|---|---|---|---|",
              *rows, ""]
     args.out.write_text("\n".join(lines))

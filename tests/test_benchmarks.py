@@ -1,4 +1,4 @@
-"""The pure pieces of benchmarks/evaluate.py and benchmarks/bench_predict.py (no predict.py runs here)."""
+"""The pure pieces of benchmarks/evaluate.py, bench_predict.py and ensemble_validation.py (no predict.py runs here)."""
 import math
 from pathlib import Path
 
@@ -6,6 +6,7 @@ import pytest
 
 from benchmarks.bench_predict import (BEGIN, END, outside_network_share, replace_section, replicate_tree,
                                       replicated_name)
+from benchmarks.ensemble_validation import seen_in_training_note
 from benchmarks.evaluate import (FAIL, NOT_MEASURED, PASS, TARGET_FACTORS, TARGET_PATTERNS, EvaluationSetupError,
                                  MethodScores, MethodSpec, PredictRun, aggregate_cells, check_targets, group_tables,
                                  method_scores, method_specs, predict_command, psnr_margins)
@@ -238,3 +239,9 @@ def test_outside_network_share_from_phase_timings():
     assert outside_network_share(files, 10.0) == pytest.approx(0.2)
     assert outside_network_share([{"seconds": 3.0}], 10.0) is None
     assert outside_network_share([], 10.0) is None
+
+
+def test_ensemble_validation_says_when_the_weights_saw_its_windows():
+    assert seen_in_training_note({"train_config": {"val_fraction": 0.2}}) == []
+    assert seen_in_training_note({}) == []
+    assert "seen in training" in seen_in_training_note({"train_config": {"val_fraction": 0.0}})[0]
