@@ -1,4 +1,5 @@
-"""The pure pieces of benchmarks/evaluate.py, bench_predict.py and ensemble_validation.py (no predict.py runs here)."""
+"""The pure pieces of benchmarks/evaluate.py, bench_predict.py and ensemble_validation.py (no predict.py runs
+here), and validation_by_domain.py on a small tree."""
 import math
 from pathlib import Path
 
@@ -10,8 +11,13 @@ from benchmarks.ensemble_validation import seen_in_training_note
 from benchmarks.evaluate import (FAIL, NOT_MEASURED, PASS, TARGET_FACTORS, TARGET_PATTERNS, EvaluationSetupError,
                                  MethodScores, MethodSpec, PredictRun, aggregate_cells, check_targets, group_tables,
                                  method_scores, method_specs, predict_command, psnr_margins)
+from benchmarks.validation_by_domain import main as validation_by_domain
 from challenge import rules
 from challenge.scoring import FileResult, FileScore, ScoreReport, summarise_group
+from model.checkpoint import save_generator
+from model.config import preset
+from model.generator import GenreGenerator
+from tests.test_training import write_tree
 
 SCORING = rules.scoring_rules(2024)
 
@@ -245,3 +251,21 @@ def test_ensemble_validation_says_when_the_weights_saw_its_windows():
     assert seen_in_training_note({"train_config": {"val_fraction": 0.2}}) == []
     assert seen_in_training_note({}) == []
     assert "seen in training" in seen_in_training_note({"train_config": {"val_fraction": 0.0}})[0]
+
+
+def test_validation_by_domain_scores_every_weights_file_on_the_same_windows(tmp_path):
+    tree = write_tree(tmp_path / "tree")
+    config = preset("tiny")
+    weights = tmp_path / "tiny.pt"
+    save_generator(weights, config, GenreGenerator(config).state_dict(), {})
+    out = tmp_path / "table.md"
+    assert validation_by_domain(["--weights", str(weights), str(weights), "--data", str(tree),
+                                 "--windows", "1", "--out", str(out)]) == 0
+    rows = [line.split(" | ") for line in out.read_text().splitlines() if line.startswith("| Center")
+            or line.startswith("| Phantom")]
+    assert {row[0][2:] for row in rows} == {"Center001:Cine", "Center002:Cine", "Phantom:Mapping"}
+    assert len(rows) == 3 * 3
+    for row in rows:
+        first, second = float(row[3]), float(row[4].rstrip(" |"))
+        assert math.isfinite(first) and first == second    # the same windows for each file
+    assert validation_by_domain(["--weights", str(weights), "--data", str(tmp_path / "none")]) == 2

@@ -1,0 +1,85 @@
+"""Single-pass PSNR of several weights files on the validation subjects' windows, per domain and window group.
+
+    python -m benchmarks.validation_by_domain --weights A.pt [B.pt ...] [--data data/genre/train]
+                                              [--windows 12] [--out docs/validation-by-domain.md]
+
+Training validation pools every domain, simulated phantoms included; this splits it so that a training change
+can be judged on the scanners' cine, on subjects no run with a validation split has trained on (the split
+every training preset uses, seed 0), never on the held-out evaluation trees. Every weights file sees the same
+windows (fixed seed); PSNR against the fully sampled centre frame with the volume's maximum as data range, as
+in training validation.
+"""
+import argparse
+import datetime
+import shlex
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from benchmarks.ensemble_validation import GROUPS, seen_in_training_note
+from benchmarks.evaluate import format_machine, machine_summary
+from model.checkpoint import file_sha256, load_generator
+from training.config import PRESETS
+from training.dataset import KspaceCache, WindowSampler, find_training_files, fixed_validation_samples, split_by_subject
+from training.trainer import psnr
+
+SEED = 11
+
+
+@torch.inference_mode()
+def mean_psnr(generator, samples, num_acs: int) -> float:
+    values = []
+    for sample in samples:
+        output = generator(sample.masked_kspace, sample.mask, num_acs, sample.radial, sample.shared_kspace)
+        values.append(psnr(output.image, sample.target, sample.data_range))
+    return float(np.mean(values))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.validation_by_domain",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--weights", type=Path, nargs="+", required=True)
+    parser.add_argument("--data", type=Path, default=Path("data/genre/train"))
+    parser.add_argument("--windows", type=int, default=12, help="windows per (domain, group)")
+    parser.add_argument("--out", type=Path, default=Path("docs/validation-by-domain.md"))
+    args = parser.parse_args(argv)
+    if not args.data.is_dir():
+        print(f"error: --data {args.data} is not a directory (python -m training.build_data data/genre)",
+              file=sys.stderr)
+        return 2
+    command = shlex.join(["python", "-m", "benchmarks.validation_by_domain",
+                          *(sys.argv[1:] if argv is None else argv)])
+    config = PRESETS["cpu"]    # the split, ACS and window size every training preset shares
+    files = find_training_files(args.data)
+    _, val_files = split_by_subject(files, config.val_fraction, config.seed)
+    domains = sorted({f.domain_name for f in files})
+    loaded = [load_generator(path) for path in args.weights]
+    cache = KspaceCache()
+    header = "| domain | windows | n | " + " | ".join(f"`{p}`" for p in args.weights) + " |"
+    rows = [header, "|---|---|---|" + "---|" * len(args.weights)]
+    for domain in sorted({f.domain_name for f in val_files}):
+        domain_files = [f for f in val_files if f.domain_name == domain]
+        for label, patterns, factors, _ in GROUPS:
+            sampler = WindowSampler(domain_files, domains, patterns, config.num_acs, config.adjacent_frames, cache)
+            samples = fixed_validation_samples(sampler, args.windows, factors, SEED)
+            means = [mean_psnr(generator, samples, config.num_acs) for generator, _ in loaded]
+            rows.append(f"| {domain} | {label} | {args.windows} | " + " | ".join(f"{m:.2f}" for m in means) + " |")
+            print(rows[-1], flush=True)
+    notes = [f"  - `{path}`: sha256 `{file_sha256(path)}`" + "".join(f"; {line[2:]}" for line in
+                                                                      seen_in_training_note(record))
+             for path, (_, record) in zip(args.weights, loaded)]
+    lines = ["# Validation PSNR per domain (benchmarks/validation_by_domain.py)", "",
+             f"- Date: {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='minutes')}",
+             f"- Machine: {format_machine(machine_summary())}",
+             f"- Command: `{command}`",
+             "- Weights:", *notes,
+             f"- Windows: validation subjects of {args.data} ({len(val_files)} files), seed {SEED}; "
+             "single pass, mean PSNR (dB)", "", *rows, ""]
+    args.out.write_text("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
