@@ -49,6 +49,14 @@ def ensemble_psnrs(generator, samples, num_acs: int) -> dict[int, float]:
     return {size: float(np.mean(values)) for size, values in psnrs.items()}
 
 
+def training_tree_exists(data: Path) -> bool:
+    """False, with the error and the command that builds it on stderr, when the training tree is missing."""
+    if data.is_dir():
+        return True
+    print(f"error: --data {data} is not a directory (python -m training.build_data data/genre)", file=sys.stderr)
+    return False
+
+
 def seen_in_training_note(record: dict) -> list[str]:
     """A line saying so when the weights trained on every subject, these windows' included."""
     if (record.get("train_config") or {}).get("val_fraction", PRESETS["cpu"].val_fraction) > 0:
@@ -65,9 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", type=Path, default=Path("weights/genre_cmr.pt"))
     parser.add_argument("--out", type=Path, default=Path("docs/ensemble-validation.md"))
     args = parser.parse_args(argv)
-    if not args.data.is_dir():
-        print(f"error: --data {args.data} is not a directory (python -m training.build_data data/genre)",
-              file=sys.stderr)
+    if not training_tree_exists(args.data):
         return 2
     command = shlex.join(["python", "-m", "benchmarks.ensemble_validation", *(sys.argv[1:] if argv is None else argv)])
     config = PRESETS["cpu"]    # the split, ACS and window size every training preset shares

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.ensemble_validation import GROUPS, seen_in_training_note
+from benchmarks.ensemble_validation import GROUPS, seen_in_training_note, training_tree_exists
 from benchmarks.evaluate import format_machine, machine_summary
 from model.checkpoint import file_sha256, load_generator
 from training.config import PRESETS
@@ -45,9 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--windows", type=int, default=12, help="windows per (domain, group)")
     parser.add_argument("--out", type=Path, default=Path("docs/validation-by-domain.md"))
     args = parser.parse_args(argv)
-    if not args.data.is_dir():
-        print(f"error: --data {args.data} is not a directory (python -m training.build_data data/genre)",
-              file=sys.stderr)
+    if not training_tree_exists(args.data):
         return 2
     command = shlex.join(["python", "-m", "benchmarks.validation_by_domain",
                           *(sys.argv[1:] if argv is None else argv)])
