@@ -20,16 +20,13 @@ import numpy as np
 import torch
 
 from benchmarks.evaluate import format_machine, machine_summary
+from benchmarks.validation_windows import (GROUPS, SPLIT, draw_windows, seen_in_training_note,
+                                           training_tree_exists, validation_split)
 from model.checkpoint import file_sha256, load_generator
 from model.reflection import ENSEMBLES, reflect
-from training.config import PRESETS
-from training.dataset import KspaceCache, WindowSampler, find_training_files, fixed_validation_samples, split_by_subject
+from training.dataset import KspaceCache
 from training.trainer import psnr
 
-# (label, trajectories, accelerations, windows)
-GROUPS = (("Cartesian AF 24", ("ktUniform", "ktGaussian"), (24,), 40),
-          ("Cartesian AF 8/16", ("ktUniform", "ktGaussian"), (8, 16), 24),
-          ("ktRadial AF 8/16/24", ("ktRadial",), (8, 16, 24), 24))
 SEED = 7
 
 
@@ -49,23 +46,6 @@ def ensemble_psnrs(generator, samples, num_acs: int) -> dict[int, float]:
     return {size: float(np.mean(values)) for size, values in psnrs.items()}
 
 
-def training_tree_exists(data: Path) -> bool:
-    """False, with the error and the command that builds it on stderr, when the training tree is missing."""
-    if data.is_dir():
-        return True
-    print(f"error: --data {data} is not a directory (python -m training.build_data data/genre)", file=sys.stderr)
-    return False
-
-
-def seen_in_training_note(record: dict) -> list[str]:
-    """A line saying so when the weights trained on every subject, these windows' included."""
-    if (record.get("train_config") or {}).get("val_fraction", PRESETS["cpu"].val_fraction) > 0:
-        return []
-    return ["- These weights trained on every subject of the tree (`--all-subjects`), so these windows were "
-            "seen in training: the table no longer measures held-out quality; the default ensemble was chosen "
-            "with weights that had not seen them (docs/training-history.md)"]
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.ensemble_validation",
                                      description=__doc__.split("\n\n")[0])
@@ -76,18 +56,13 @@ def main(argv: list[str] | None = None) -> int:
     if not training_tree_exists(args.data):
         return 2
     command = shlex.join(["python", "-m", "benchmarks.ensemble_validation", *(sys.argv[1:] if argv is None else argv)])
-    config = PRESETS["cpu"]    # the split, ACS and window size every training preset shares
-    files = find_training_files(args.data)
-    _, val_files = split_by_subject(files, config.val_fraction, config.seed)
-    domains = sorted({f.domain_name for f in files})
+    val_files, domains = validation_split(args.data)
     generator, record = load_generator(args.weights)
-    generator.eval()
     cache = KspaceCache()
     rows = []
     for label, patterns, factors, count in GROUPS:
-        sampler = WindowSampler(val_files, domains, patterns, config.num_acs, config.adjacent_frames, cache)
-        samples = fixed_validation_samples(sampler, count, factors, SEED)
-        means = ensemble_psnrs(generator, samples, config.num_acs)
+        samples = draw_windows(val_files, domains, patterns, factors, count, SEED, cache)
+        means = ensemble_psnrs(generator, samples, SPLIT.num_acs)
         rows.append(f"| {label} | {count} | " + " | ".join(f"{means[size]:.2f}" for size in ENSEMBLES)
                     + f" | {means[2] - means[1]:+.2f} | {means[4] - means[1]:+.2f} |")
         print(rows[-1], flush=True)

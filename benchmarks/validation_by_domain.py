@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.ensemble_validation import GROUPS, seen_in_training_note, training_tree_exists
 from benchmarks.evaluate import format_machine, machine_summary
 from model.checkpoint import file_sha256, load_generator
-from training.config import PRESETS
-from training.dataset import KspaceCache, WindowSampler, find_training_files, fixed_validation_samples, split_by_subject
+from benchmarks.validation_windows import (GROUPS, SPLIT, draw_windows, seen_in_training_note,
+                                           training_tree_exists, validation_split)
+from training.dataset import KspaceCache
 from training.trainer import psnr
 
 SEED = 11
@@ -49,10 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     command = shlex.join(["python", "-m", "benchmarks.validation_by_domain",
                           *(sys.argv[1:] if argv is None else argv)])
-    config = PRESETS["cpu"]    # the split, ACS and window size every training preset shares
-    files = find_training_files(args.data)
-    _, val_files = split_by_subject(files, config.val_fraction, config.seed)
-    domains = sorted({f.domain_name for f in files})
+    val_files, domains = validation_split(args.data)
     loaded = [load_generator(path) for path in args.weights]
     cache = KspaceCache()
     header = "| domain | windows | n | " + " | ".join(f"`{p}`" for p in args.weights) + " |"
@@ -60,9 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     for domain in sorted({f.domain_name for f in val_files}):
         domain_files = [f for f in val_files if f.domain_name == domain]
         for label, patterns, factors, _ in GROUPS:
-            sampler = WindowSampler(domain_files, domains, patterns, config.num_acs, config.adjacent_frames, cache)
-            samples = fixed_validation_samples(sampler, args.windows, factors, SEED)
-            means = [mean_psnr(generator, samples, config.num_acs) for generator, _ in loaded]
+            samples = draw_windows(domain_files, domains, patterns, factors, args.windows, SEED, cache)
+            means = [mean_psnr(generator, samples, SPLIT.num_acs) for generator, _ in loaded]
             rows.append(f"| {domain} | {label} | {args.windows} | " + " | ".join(f"{m:.2f}" for m in means) + " |")
             print(rows[-1], flush=True)
     notes = [f"  - `{path}`: sha256 `{file_sha256(path)}`" + "".join(f"; {line[2:]}" for line in

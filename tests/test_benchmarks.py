@@ -1,4 +1,4 @@
-"""The pure pieces of benchmarks/evaluate.py, bench_predict.py and ensemble_validation.py (no predict.py runs
+"""The pure pieces of benchmarks/evaluate.py, bench_predict.py and validation_windows.py (no predict.py runs
 here), and validation_by_domain.py on a small tree."""
 import math
 from pathlib import Path
@@ -7,11 +7,11 @@ import pytest
 
 from benchmarks.bench_predict import (BEGIN, END, outside_network_share, replace_section, replicate_tree,
                                       replicated_name)
-from benchmarks.ensemble_validation import seen_in_training_note
 from benchmarks.evaluate import (FAIL, NOT_MEASURED, PASS, TARGET_FACTORS, TARGET_PATTERNS, EvaluationSetupError,
                                  MethodScores, MethodSpec, PredictRun, aggregate_cells, check_targets, group_tables,
                                  method_scores, method_specs, predict_command, psnr_margins)
 from benchmarks.validation_by_domain import main as validation_by_domain
+from benchmarks.validation_windows import seen_in_training_note
 from challenge import rules
 from challenge.scoring import FileResult, FileScore, ScoreReport, summarise_group
 from model.checkpoint import save_generator

@@ -15,6 +15,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
+from benchmarks.evaluate import cpu_model
 from model.checkpoint import load_generator, save_generator
 from model.config import preset
 from model.discriminator import DiscriminatorConfig, PatchDiscriminator
@@ -100,7 +101,6 @@ class Trainer:
         self.history: list[dict] = []
         self.init_record: dict | None = None
         self.started = time.time()
-        self.hardware = hardware_description(self.device)   # now: a long run may outlive edits to its imports
 
         self.g_module = self.generator
         if self.dist.world_size > 1:
@@ -325,7 +325,7 @@ class Trainer:
             "epochs": self.epoch, "selected": selected,
             "wall_time_minutes": round((time.time() - self.started) / 60, 2),
             "finished_utc": datetime.now(timezone.utc).isoformat(timespec="minutes"),
-            "hardware": self.hardware, "world_size": self.dist.world_size,
+            "hardware": hardware_description(self.device), "world_size": self.dist.world_size,
             "seed": self.config.seed, "validation": self.history, "loss_curves": epoch_curves(self.run_dir),
             "init_from": self.init_record,
             **(extra_record or {}),
@@ -336,5 +336,4 @@ class Trainer:
 def hardware_description(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    from benchmarks.evaluate import cpu_model
     return f"{cpu_model()}, {torch.get_num_threads()} torch threads"
