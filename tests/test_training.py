@@ -14,6 +14,7 @@ import torch
 from challenge.matio import write_kspace_v73
 from model.checkpoint import load_generator, save_generator
 from model.fftc import fft2c
+from model.reflection import reflect
 from training.__main__ import main as train_main
 from training.config import PRESETS, TrainConfig
 from training.dataset import WindowSampler, domain_probabilities, find_training_files, split_by_subject
@@ -275,6 +276,41 @@ def test_centre_weights_survive_the_checkpoint_record():
     assert restored == config
     older = {k: v for k, v in config.to_dict().items() if k != "centre_weights"}   # records before the field
     assert TrainConfig.from_dict(older).centre_weights == ()
+
+
+def test_reflect_augment_survives_the_checkpoint_record_and_older_records_load_without_it():
+    config = PRESETS["cpu-real-cine-reflect"]
+    assert config.reflect_augment
+    assert TrainConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    older = {k: v for k, v in config.to_dict().items() if k != "reflect_augment"}
+    assert TrainConfig.from_dict(older).reflect_augment is False
+
+
+def test_reflect_augment_draws_the_same_window_reflected_along_ny_nx_or_both(tree):
+    files = find_training_files(tree)
+    domains = sorted({f.domain_name for f in files})
+    plain = WindowSampler(files, domains, ("ktUniform",), num_acs=8)
+    augmented = WindowSampler(files, domains, ("ktUniform",), num_acs=8, reflect_augment=True)
+    drawn = []
+    for seed in range(16):
+        # same seed, same window; the scale follows the mask, which differs, so compare peak-normalised images
+        a = plain.draw(np.random.default_rng(seed), (8,)).target
+        b = augmented.draw(np.random.default_rng(seed), (8,))
+        assert torch.all(b.masked_kspace[b.mask.expand_as(b.masked_kspace) == 0] == 0)
+        a, target = a / a.amax(), b.target / b.target.amax()
+        matches = [dims for dims in ((), (-1,), (-2,), (-2, -1))
+                   if torch.allclose(reflect(a, dims), target, atol=1e-5)]
+        assert len(matches) == 1, f"seed {seed}: the augmented window is no reflection of the plain one"
+        drawn.append(matches[0])
+    assert set(drawn) == {(), (-1,), (-2,), (-2, -1)}
+
+
+def test_reflect_augment_leaves_the_validation_windows_alone(tree, tmp_path):
+    plain = Trainer(smoke_config(), tree, tmp_path / "plain")
+    augmented = Trainer(smoke_config(reflect_augment=True), tree, tmp_path / "augmented")
+    assert augmented.train_sampler.reflect_augment and not plain.train_sampler.reflect_augment
+    for a, b in zip(plain.val_samples, augmented.val_samples, strict=True):
+        assert torch.equal(a.target, b.target) and torch.equal(a.mask, b.mask)
 
 
 def test_the_cli_exports_the_last_epoch_when_no_subject_is_held_for_validation(tree, tmp_path):

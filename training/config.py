@@ -35,6 +35,7 @@ class TrainConfig:
     val_samples: int = 24
     val_fraction: float = 0.2                  # 0: every subject trains; the last epoch is exported
     centre_weights: tuple[tuple[str, float], ...] = ()   # (centre, weight): draw its domains this often (1 each)
+    reflect_augment: bool = False              # each training window's anatomy reflected along ny / nx at random
     seed: int = 0
     amp: bool = False                          # fp16 autocast on CUDA for the networks
     log_every: int = 10
@@ -89,6 +90,11 @@ PRESETS = {
                                  weight_decay=0.01, grad_clip=1.0, unroll_steps=1, val_samples=24,
                                  lr_step_epochs=12, curriculum=((0, (8, 16, 24)),), adv_weight=0.1,
                                  centre_weights=(("Phantom", 0.25),)),
+    # stage 6 (shipped): stage 5's draw with the training anatomy reflected at random, from the stage-5 weights
+    "cpu-real-cine-reflect": TrainConfig(model="small-10-view-sharing", epochs=17, steps_per_epoch=150, lr=2e-4,
+                                         weight_decay=0.01, grad_clip=1.0, unroll_steps=1, val_samples=24,
+                                         lr_step_epochs=11, curriculum=((0, (8, 16, 24)),), adv_weight=0.1,
+                                         centre_weights=(("Phantom", 0.25),), reflect_augment=True),
     # tried after stage 3, not shipped: AF 24 drawn half of the time, AF 8 and 16 a quarter each
     "cpu-high-af": TrainConfig(model="small-view-sharing", epochs=20, steps_per_epoch=150, lr=1e-4,
                                weight_decay=0.01, grad_clip=1.0, unroll_steps=1, val_samples=24,

@@ -16,6 +16,7 @@ from challenge.matio import read_kspace
 from model.coils import rss
 from model.fftc import ifft2c
 from model.normalisation import kspace_scale
+from model.reflection import reflect
 from model.view_sharing import shared_kspace
 from model.window import adjacent_frames
 
@@ -118,11 +119,11 @@ def domain_probabilities(domains: list[str], centre_weights: dict[str, float]) -
 
 class WindowSampler:
     """Draws (file, slice, frame, pattern, R) with balanced domains (or weighted by centre) and builds the
-    5-frame sample."""
+    5-frame sample; with ``reflect_augment`` the anatomy is first reflected along ny, nx, both or neither."""
 
     def __init__(self, files: list[TrainingFile], domains: list[str], patterns: tuple[str, ...],
                  num_acs: int, window: int = 5, cache: KspaceCache | None = None,
-                 centre_weights: dict[str, float] | None = None):
+                 centre_weights: dict[str, float] | None = None, reflect_augment: bool = False):
         if not files:
             raise ValueError("no training files")
         self.domains = domains
@@ -132,6 +133,7 @@ class WindowSampler:
         self.patterns = patterns
         self.num_acs = num_acs
         self.window = window
+        self.reflect_augment = reflect_augment
         self.cache = cache or KspaceCache()
         self._slice_peaks: dict[tuple[Path, int], float] = {}
 
@@ -155,6 +157,9 @@ class WindowSampler:
         frames = adjacent_frames(t, nt, self.window, cyclic=file.cyclic)
         all_masks = torch.from_numpy(make_mask(pattern, nt, ny, nx, factor, self.num_acs, rng).astype(np.float32))
         all_frames = torch.from_numpy(np.ascontiguousarray(kspace[:, z]))                 # (nt, C, ny, nx)
+        if self.reflect_augment:
+            # reflecting k-space reflects the anatomy (model.reflection); the mask is drawn as usual
+            all_frames = reflect(all_frames, tuple(d for d, f in zip((-2, -1), rng.random(2) < 0.5) if f))
         all_masked = all_frames * all_masks[:, None]
         masked = all_masked[frames][None]                                                 # (1, F, C, ny, nx)
         mask_t = all_masks[frames][:, None]                                               # (F, 1, ny, nx)

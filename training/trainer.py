@@ -73,7 +73,8 @@ class Trainer:
         self.domains = sorted({f.domain_name for f in files})
         cache = KspaceCache()
         self.train_sampler = WindowSampler(train_files, self.domains, config.patterns, config.num_acs,
-                                           config.adjacent_frames, cache, dict(config.centre_weights))
+                                           config.adjacent_frames, cache, dict(config.centre_weights),
+                                           config.reflect_augment)
         final_factors = config.curriculum[-1][1]
         self.val_samples = fixed_validation_samples(
             WindowSampler(val_files or train_files, self.domains, config.patterns, config.num_acs,
