@@ -1,5 +1,5 @@
 """Typed training configuration (stored in every training checkpoint and in the shipped weights' record)."""
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 
 @dataclass
@@ -90,11 +90,6 @@ PRESETS = {
                                  weight_decay=0.01, grad_clip=1.0, unroll_steps=1, val_samples=24,
                                  lr_step_epochs=12, curriculum=((0, (8, 16, 24)),), adv_weight=0.1,
                                  centre_weights=(("Phantom", 0.25),)),
-    # stage 6 (shipped): stage 5's draw with the training anatomy reflected at random, from the stage-5 weights
-    "cpu-real-cine-reflect": TrainConfig(model="small-10-view-sharing", epochs=17, steps_per_epoch=150, lr=2e-4,
-                                         weight_decay=0.01, grad_clip=1.0, unroll_steps=1, val_samples=24,
-                                         lr_step_epochs=11, curriculum=((0, (8, 16, 24)),), adv_weight=0.1,
-                                         centre_weights=(("Phantom", 0.25),), reflect_augment=True),
     # tried after stage 3, not shipped: AF 24 drawn half of the time, AF 8 and 16 a quarter each
     "cpu-high-af": TrainConfig(model="small-view-sharing", epochs=20, steps_per_epoch=150, lr=1e-4,
                                weight_decay=0.01, grad_clip=1.0, unroll_steps=1, val_samples=24,
@@ -108,3 +103,6 @@ PRESETS = {
                          grad_clip=1.0, curriculum=((0, (8,)), (1, (8, 16)), (2, (8, 16, 24))),
                          lr_step_epochs=100, unroll_steps=1, val_samples=8, log_every=5),
 }
+
+# stage 6 (shipped): stage 5's draw with the training anatomy reflected at random, from the stage-5 weights
+PRESETS["cpu-real-cine-reflect"] = replace(PRESETS["cpu-real-cine"], epochs=17, lr_step_epochs=11, reflect_augment=True)
