@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from challenge.runner import RunOptions, RunSetupError, run
+from model.allocator import retain_freed_memory
 from model.reconstruction import DEFAULT_BATCH_SIZE, DEFAULT_ENSEMBLE, DEFAULT_WEIGHTS, METHODS
 from model.reflection import ENSEMBLES
 
@@ -58,6 +59,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    retain_freed_memory()
     logging.basicConfig(level=args.log_level, stream=sys.stdout,
                         format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     options = RunOptions(input_root=args.input, output_root=args.output, method=args.method,

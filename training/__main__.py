@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from model.allocator import retain_freed_memory
 from training.config import PRESETS, TrainConfig
 from training.trainer import Trainer
 
@@ -21,7 +22,7 @@ from training.trainer import Trainer
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, required=True, help="training tree root")
+    parser.add_argument("--data", type=Path, help="training tree root (not with a simulated-source preset)")
     parser.add_argument("--run-dir", type=Path, required=True, help="run directory (logs, checkpoints)")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
     parser.add_argument("--model", help="model.config preset (overrides the training preset's)")
@@ -56,6 +57,7 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    retain_freed_memory()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     device = args.device
     if device == "auto":
@@ -63,6 +65,9 @@ def main(argv=None) -> int:
     if device == "cuda" and "LOCAL_RANK" in os.environ:
         device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
     config = build_config(args)
+    if config.source == "files" and args.data is None:
+        print(f"--data is required: preset {args.preset} trains on a CMRxRecon-format training tree", file=sys.stderr)
+        return 2
     trainer = Trainer(config, args.data, args.run_dir, device=device)
     if args.init_from and not args.resume:
         trainer.init_generator(args.init_from)

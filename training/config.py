@@ -1,5 +1,7 @@
 """Typed training configuration (stored in every training checkpoint and in the shipped weights' record)."""
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
+
+from simulation.realistic import Acquisition
 
 
 @dataclass
@@ -36,6 +38,15 @@ class TrainConfig:
     val_fraction: float = 0.2                  # 0: every subject trains; the last epoch is exported
     centre_weights: tuple[tuple[str, float], ...] = ()   # (centre, weight): draw its domains this often (1 each)
     reflect_augment: bool = False              # each training window's anatomy reflected along ny / nx at random
+    # where windows come from: "files" (a CMRxRecon-format training tree, --data) or "simulated" (training.simulated:
+    # native-scale anatomy, a fresh scanner-like acquisition per window, every input kind)
+    source: str = "files"
+    crop_width: int = 0                        # simulated: readout columns per window (hybrid crop); 0 = all
+    kind_weights: tuple[tuple[str, float], ...] = (("kt", 0.45), ("uniform", 0.25), ("static", 0.15),
+                                                   ("mapping", 0.15))
+    acs_choices: tuple[int, ...] = (16, 20, 24)   # simulated: ACS lines per window (2024, 2025, 2023)
+    phantoms: int = 4                          # simulated: phantom cine series beside the real anatomy
+    acquisition: Acquisition = field(default_factory=Acquisition)
     seed: int = 0
     amp: bool = False                          # fp16 autocast on CUDA for the networks
     log_every: int = 10
@@ -58,6 +69,12 @@ class TrainConfig:
         values["patterns"] = tuple(values["patterns"])
         values["d_betas"] = tuple(values["d_betas"])
         values["centre_weights"] = tuple((str(c), float(w)) for c, w in values.get("centre_weights", ()))
+        if "kind_weights" in values:
+            values["kind_weights"] = tuple((str(k), float(w)) for k, w in values["kind_weights"])
+        if "acs_choices" in values:
+            values["acs_choices"] = tuple(int(a) for a in values["acs_choices"])
+        if isinstance(values.get("acquisition"), dict):
+            values["acquisition"] = Acquisition.from_dict(values["acquisition"])
         return cls(**values)
 
 
@@ -103,6 +120,16 @@ PRESETS = {
                          grad_clip=1.0, curriculum=((0, (8,)), (1, (8, 16)), (2, (8, 16, 24))),
                          lr_step_epochs=100, unroll_steps=1, val_samples=8, log_every=5),
 }
+
+# native scale: windows simulated on the fly from the anatomy at its acquired pixel size, readout crops of 96
+# columns, scanner-like acquisitions with 4-16 coils (CPU steps), every input kind; from trained weights
+# (--init-from)
+PRESETS["cpu-native"] = TrainConfig(model="small-10-view-sharing", epochs=10, steps_per_epoch=100, lr=2e-4,
+                                    weight_decay=0.01, grad_clip=1.0, unroll_steps=1, val_samples=16,
+                                    lr_step_epochs=7, curriculum=((0, (8, 16, 24)),), adv_weight=0.1,
+                                    centre_weights=(("Phantom", 0.25),), reflect_augment=True,
+                                    source="simulated", crop_width=96,
+                                    acquisition=Acquisition(coil_counts=(4, 8, 10, 10, 10, 12, 16)))
 
 # stage 6 (shipped): stage 5's draw with the training anatomy reflected at random, from the stage-5 weights
 PRESETS["cpu-real-cine-reflect"] = replace(PRESETS["cpu-real-cine"], epochs=17, lr_step_epochs=11, reflect_augment=True)

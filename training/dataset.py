@@ -59,6 +59,7 @@ class Sample:
     radial: bool
     pattern: str
     acceleration: int
+    num_acs: int = 0              # ACS lines (or square side) of this window's mask; 0: the run's TrainConfig.num_acs
 
 
 def find_training_files(root: Path) -> list[TrainingFile]:
@@ -172,7 +173,7 @@ class WindowSampler:
                       shared_kspace=shared,
                       target=target.float(), data_range=volume_max.reshape(1).float(),
                       domain=self.domains.index(file.domain_name), radial=pattern == "ktRadial",
-                      pattern=pattern, acceleration=factor)
+                      pattern=pattern, acceleration=factor, num_acs=self.num_acs)
 
     def slice_peak(self, file: TrainingFile, kspace: np.ndarray, z: int) -> float:
         """Max of the fully sampled RSS over all frames of slice z (the SSIM range), computed once per slice."""

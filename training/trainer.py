@@ -26,7 +26,9 @@ from training.cov_weighting import CoVWeighting
 from training.growth import deepened_state
 from training.dataset import (KspaceCache, Sample, WindowSampler, find_training_files,
                               fixed_validation_samples, split_by_subject)
+from training.build_data import HELDOUT_SUBJECTS, UNSEEN_CENTRE, split_of
 from training.report import epoch_curves
+from training.simulated import SimulatedSampler, domain_names, phantom_pool, real_cine_pool
 from training.losses import (SDAMemory, ear_loss, image_l1, kspace_loss, predicted_centre_kspace,
                              ssim_loss)
 
@@ -68,22 +70,12 @@ class Trainer:
         torch.manual_seed(config.seed + self.dist.rank)
         self.rng = np.random.default_rng(config.seed + self.dist.rank)
 
-        files = find_training_files(Path(data_root))
-        train_files, val_files = split_by_subject(files, config.val_fraction, config.seed)
-        self.domains = sorted({f.domain_name for f in files})
-        cache = KspaceCache()
-        self.train_sampler = WindowSampler(train_files, self.domains, config.patterns, config.num_acs,
-                                           config.adjacent_frames, cache, dict(config.centre_weights),
-                                           config.reflect_augment)
-        final_factors = config.curriculum[-1][1]
-        self.val_samples = fixed_validation_samples(
-            WindowSampler(val_files or train_files, self.domains, config.patterns, config.num_acs,
-                          config.adjacent_frames, cache), config.val_samples, final_factors, config.seed)
-        self.data_summary = {
-            "root": str(data_root), "files": len(files), "train_files": len(train_files),
-            "val_files": len(val_files), "domains": self.domains,
-            "val_subjects": sorted({f.subject for f in val_files}),
-        }
+        if config.source == "simulated":
+            self.domains, self.train_sampler, val_sampler, self.data_summary = simulated_samplers(config)
+        else:
+            self.domains, self.train_sampler, val_sampler, self.data_summary = file_samplers(config, Path(data_root))
+        self.val_samples = fixed_validation_samples(val_sampler, config.val_samples, config.curriculum[-1][1],
+                                                    config.seed)
 
         model_config = dataclasses.replace(preset(config.model), residual=config.residual)
         self.model_config = model_config
@@ -144,8 +136,8 @@ class Trainer:
         sample = self.to_device(sample)
         self.generator.train()
         with self.autocast():
-            output = self.generator(sample.masked_kspace, sample.mask, self.config.num_acs, sample.radial,
-                                    sample.shared_kspace)
+            output = self.generator(sample.masked_kspace, sample.mask, sample.num_acs or self.config.num_acs,
+                                    sample.radial, sample.shared_kspace)
         real = (sample.target / sample.data_range.reshape(-1, 1, 1))[:, None]
         fake = (output.image.float() / sample.data_range.reshape(-1, 1, 1))[:, None]
 
@@ -191,8 +183,8 @@ class Trainer:
         for sample in self.val_samples:
             sample = self.to_device(sample)
             with self.autocast():
-                output = self.g_module(sample.masked_kspace, sample.mask, self.config.num_acs, sample.radial,
-                                       sample.shared_kspace)
+                output = self.g_module(sample.masked_kspace, sample.mask, sample.num_acs or self.config.num_acs,
+                                       sample.radial, sample.shared_kspace)
             pred = output.image.float()
             ssims.append(1 - float(ssim_loss(pred, sample.target, sample.data_range)))
             psnrs.append(psnr(pred, sample.target, sample.data_range))
@@ -332,6 +324,48 @@ class Trainer:
             **(extra_record or {}),
         }
         return save_generator(path, self.model_config, state, record)
+
+
+def file_samplers(config: TrainConfig, data_root: Path) -> tuple[list[str], WindowSampler, WindowSampler, dict]:
+    """(domains, training sampler, validation sampler, data summary) over a CMRxRecon-format training tree."""
+    files = find_training_files(data_root)
+    train_files, val_files = split_by_subject(files, config.val_fraction, config.seed)
+    domains = sorted({f.domain_name for f in files})
+    cache = KspaceCache()
+    train = WindowSampler(train_files, domains, config.patterns, config.num_acs, config.adjacent_frames, cache,
+                          dict(config.centre_weights), config.reflect_augment)
+    val = WindowSampler(val_files or train_files, domains, config.patterns, config.num_acs,
+                        config.adjacent_frames, cache)
+    summary = {"root": str(data_root), "files": len(files), "train_files": len(train_files),
+               "val_files": len(val_files), "domains": domains,
+               "val_subjects": sorted({f.subject for f in val_files})}
+    return domains, train, val, summary
+
+
+def simulated_samplers(config: TrainConfig) -> tuple[list[str], SimulatedSampler, SimulatedSampler, dict]:
+    """(domains, training sampler, validation sampler, data summary) simulating from the real cine anatomy of
+    the training subjects (never the held-out subjects or centre of training.build_data) and phantoms."""
+    rng = np.random.default_rng(config.seed)
+    real = real_cine_pool(lambda record: split_of(record) == "train")
+    subjects = sorted({s.subject.split("/")[0] for s in real})
+    val_subjects = set()
+    for centre in sorted({s.center for s in real}):
+        names = sorted({s.subject.split("/")[0] for s in real if s.center == centre})
+        n_val = int(round(config.val_fraction * len(names))) if len(names) > 1 else 0
+        val_subjects.update(rng.choice(names, size=n_val, replace=False).tolist() if n_val else [])
+    phantoms = phantom_pool(config.phantoms, rng)
+    train_series = [s for s in real if s.subject.split("/")[0] not in val_subjects] + phantoms
+    val_series = [s for s in real if s.subject.split("/")[0] in val_subjects] or train_series
+    domains = domain_names(train_series + val_series)
+    options = dict(acquisition=config.acquisition, kind_weights=dict(config.kind_weights),
+                   acs_choices=config.acs_choices, crop_width=config.crop_width, window=config.adjacent_frames)
+    train = SimulatedSampler(train_series, domains, reflect_augment=config.reflect_augment,
+                             centre_weights=dict(config.centre_weights), **options)
+    val = SimulatedSampler(val_series, domains, reflect_augment=False, **options)
+    summary = {"source": "simulated", "real_series": len(real), "subjects": subjects, "phantoms": len(phantoms),
+               "train_series": len(train_series), "val_subjects": sorted(val_subjects), "domains": domains,
+               "heldout_subjects": sorted(HELDOUT_SUBJECTS), "unseen_centre": UNSEEN_CENTRE}
+    return domains, train, val, summary
 
 
 def hardware_description(device: torch.device) -> str:

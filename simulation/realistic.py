@@ -1,0 +1,144 @@
+"""A scanner-like acquisition of a magnitude series: measured coils, correlated noise, structured phase, shading.
+
+magnitude (nt, ny, nx) -> x shading -> x phase (smooth background that may wrap, fat/water-like patches,
+through-plane flow in the bright blood, fine texture) -> x coil maps (measured and augmented, or analytic) ->
+centred orthonormal FFT -> + coil-correlated complex Gaussian noise -> x global scale.
+
+Every effect is a switch of ``Acquisition`` with the default the trainer uses; ``Acquisition.plain()`` is the
+older simulator's model (analytic coils, smooth phase, white noise). The noise is added in k-space but is white
+along the readout, so simulating a readout crop of the image (training's hybrid-space crop) and adding the
+noise there has the same statistics as cropping the fully simulated k-space after the inverse FFT along x.
+"""
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from scipy.ndimage import gaussian_filter
+
+from model.coils import rss
+from model.fftc import fft2c, ifft2c
+from simulation.acquisition import smooth_phase
+from simulation.anatomy import RealDataMissing
+from simulation.coils import surface_coil_sensitivities
+from simulation.measured_coils import augmented_maps
+
+COIL_COUNTS = (4, 8, 10, 10, 10, 12, 16, 20, 24, 32)     # 10 is what most CMRxRecon files carry
+
+
+@dataclass(frozen=True)
+class Acquisition:
+    measured_coils: float = 0.7          # probability of measured (augmented) maps rather than analytic ones
+    coil_counts: tuple[int, ...] = COIL_COUNTS
+    noise_correlation: float = 0.5       # largest off-diagonal share of the noise covariance
+    snr: tuple[float, float] = (6.0, 80.0)          # log-uniform, object mean over per-coil image noise std
+    phase_strength: tuple[float, float] = (0.3, 3.0)  # smooth background phase, x pi at most: > 1 wraps
+    phase_patches: float = 0.5           # probability of fat/water-like phase patches
+    flow: float = 0.5                    # probability of a pulsatile phase in the brightest (blood) pixels
+    phase_texture: float = 0.3           # radians of fine-scale phase texture (std), drawn in [0, this]
+    shading: float = 0.6                 # depth of a slow multiplicative intensity shading, drawn in [0, this]
+    log10_scale: tuple[float, float] = (-4.0, 2.0)   # global k-space scale: 6 orders of magnitude
+
+    @classmethod
+    def plain(cls) -> "Acquisition":
+        """The older simulator's model: analytic coils, smooth phase, white noise, no shading."""
+        return cls(measured_coils=0.0, coil_counts=(8, 10, 12), noise_correlation=0.0, snr=(20.0, 80.0),
+                   phase_strength=(0.3, 1.5), phase_patches=0.0, flow=0.0, phase_texture=0.0, shading=0.0)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "Acquisition":
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+def _smooth_field(ny: int, nx: int, rng: np.random.Generator, scale: float) -> np.ndarray:
+    field = gaussian_filter(rng.standard_normal((ny, nx)), (ny * scale, nx * scale), mode="wrap")
+    return field / (np.abs(field).max() + 1e-12)
+
+
+def structured_phase(magnitude: np.ndarray, config: Acquisition, rng: np.random.Generator) -> np.ndarray:
+    """(nt, ny, nx) magnitude -> (nt, ny, nx) float32 phase in radians."""
+    nt, ny, nx = magnitude.shape
+    phase = np.broadcast_to(smooth_phase(ny, nx, rng, rng.uniform(*config.phase_strength)), (nt, ny, nx)).copy()
+    if rng.random() < config.phase_patches:
+        # fat/water-like: patches with a phase offset near pi, sharp edged, in a few blobs
+        blobs = _smooth_field(ny, nx, rng, 0.03) > rng.uniform(0.3, 0.6)
+        phase += (np.pi + rng.normal(0, 0.3)) * blobs[None]
+    if rng.random() < config.flow and nt > 1:
+        # through-plane flow: a pulsatile phase in the brightest region (the blood pool of bright-blood cine)
+        mean = magnitude.mean(0)
+        blood = gaussian_filter((mean > np.quantile(mean, 0.97)).astype(float), 1.0)
+        cycle = np.sin(2 * np.pi * np.arange(nt) / nt + rng.uniform(0, 2 * np.pi))
+        phase += rng.uniform(0.5, 2.5) * cycle[:, None, None] * blood[None]
+    texture = rng.uniform(0, config.phase_texture)
+    if texture > 0:
+        phase += texture * gaussian_filter(rng.standard_normal((ny, nx)), 0.7)[None] / 0.2
+    return phase.astype(np.float32)
+
+
+def coil_maps(nc: int, ny: int, nx: int, config: Acquisition, rng: np.random.Generator) -> np.ndarray:
+    """(nc, ny, nx) complex64: measured-and-augmented where drawn (and available), else analytic surface coils."""
+    if rng.random() < config.measured_coils:
+        try:
+            return augmented_maps(nc, ny, nx, rng)
+        except RealDataMissing:
+            pass
+    maps = surface_coil_sensitivities(nc, ny, nx, rng)
+    return (maps / np.sqrt((np.abs(maps) ** 2).sum(0)).mean()).astype(np.complex64)
+
+
+def noise_factor(nc: int, config: Acquisition, rng: np.random.Generator) -> np.ndarray:
+    """(nc, nc) complex L with L L^H the noise covariance: unequal coil noise levels, correlated coils."""
+    a = (rng.standard_normal((nc, nc)) + 1j * rng.standard_normal((nc, nc))) / np.sqrt(2 * nc)
+    share = rng.uniform(0, config.noise_correlation)
+    covariance = (1 - share) * np.eye(nc) + share * (a @ a.conj().T)
+    levels = np.exp(rng.normal(0, 0.25, nc))
+    covariance = covariance * np.outer(levels, levels)
+    return np.linalg.cholesky(covariance / np.real(np.trace(covariance)) * nc).astype(np.complex64)
+
+
+@dataclass
+class Draw:
+    """The random choices of one acquisition of one slice, drawn once and applied to any crop of it."""
+    maps: np.ndarray            # (nc, ny, nx) complex64
+    phase: np.ndarray           # (nt, ny, nx) float32
+    shading: np.ndarray         # (ny, nx) float32
+    noise: np.ndarray           # (nc, nc) complex64 factor of the noise covariance
+    sigma: float                # per-coil image-domain noise std before the covariance's coil levels
+    scale: float
+
+
+def draw_acquisition(magnitude: np.ndarray, config: Acquisition, rng: np.random.Generator,
+                     n_coils: int | None = None) -> Draw:
+    """All random choices for a (nt, ny, nx) magnitude series."""
+    nt, ny, nx = magnitude.shape
+    nc = int(n_coils or rng.choice(config.coil_counts))
+    maps = coil_maps(nc, ny, nx, config, rng)
+    shading = 1 + rng.uniform(0, config.shading) * _smooth_field(ny, nx, rng, 0.2)
+    object_level = float(magnitude[magnitude > 0.1 * magnitude.max()].mean()) if magnitude.max() > 0 else 1.0
+    snr = float(np.exp(rng.uniform(*np.log(config.snr))))
+    return Draw(maps=maps, phase=structured_phase(magnitude, config, rng), shading=shading.astype(np.float32),
+                noise=noise_factor(nc, config, rng), sigma=object_level / snr,
+                scale=float(10 ** rng.uniform(*config.log10_scale)))
+
+
+def acquire(magnitude: np.ndarray, draw: Draw, rng: np.random.Generator, columns: slice = slice(None)
+            ) -> torch.Tensor:
+    """Fully sampled k-space (nt, nc, ny, w) complex64 of the readout columns ``columns`` of the image
+    (the whole width by default): the hybrid-space crop of the acquisition ``draw`` describes."""
+    weighted = torch.from_numpy(np.ascontiguousarray(magnitude[..., columns] * draw.shading[:, columns]))
+    image = torch.polar(weighted.float(), torch.from_numpy(np.ascontiguousarray(draw.phase[..., columns])))
+    kspace = fft2c(image[:, None] * torch.from_numpy(np.ascontiguousarray(draw.maps[..., columns]))[None])
+    generator = torch.Generator().manual_seed(int(rng.integers(2 ** 62)))
+    white = torch.randn(kspace.shape, dtype=torch.complex64, generator=generator)   # unit complex variance
+    noise = torch.einsum("ij,tjyx->tiyx", torch.from_numpy(draw.noise), white)
+    return (kspace + draw.sigma * noise) * draw.scale
+
+
+def simulate(magnitude: np.ndarray, config: Acquisition, rng: np.random.Generator, n_coils: int | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """magnitude (nt, ny, nx) -> (fully sampled k-space (nt, nc, ny, nx) complex64, RSS reference (nt, ny, nx)
+    float32, noise included as in the organisers' references)."""
+    kspace = acquire(magnitude, draw_acquisition(magnitude, config, rng, n_coils), rng)
+    return kspace.numpy(), rss(ifft2c(kspace), dim=1).numpy().astype(np.float32)

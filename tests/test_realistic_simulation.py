@@ -1,0 +1,229 @@
+"""Scanner-like simulation: measured coil maps and their augmentation, correlated noise, the hybrid-space crop,
+mapping-like contrast, the native-scale training sampler and its input kinds, the allocator setting."""
+import dataclasses
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from model.coils import rss
+from model.fftc import ifft2c
+from simulation.anatomy import RealDataMissing
+from simulation.contrast import t1_series, t2_series
+from simulation.measured_coils import augmented_maps, measured_maps, random_unitary
+from simulation.realistic import Acquisition, acquire, draw_acquisition, noise_factor, simulate
+from training.config import PRESETS, TrainConfig
+from training.simulated import (KINDS, SimulatedSampler, SourceSeries, domain_names, phantom_pool,
+                                readout_window)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def measured_or_skip() -> np.ndarray:
+    try:
+        return measured_maps()
+    except RealDataMissing as error:
+        pytest.skip(f"real multi-coil data absent: {error}")
+
+
+def test_measured_maps_have_unit_rss_and_differ_between_coils():
+    maps = measured_or_skip()
+    assert maps.shape == (12, 48, 48) and maps.dtype == np.complex64
+    np.testing.assert_allclose(np.sqrt((np.abs(maps) ** 2).sum(0)), 1, atol=1e-4)
+    flat = maps.reshape(12, -1)
+    gram = np.abs(flat @ flat.conj().T) / np.outer(np.linalg.norm(flat, axis=1), np.linalg.norm(flat, axis=1))
+    assert gram[~np.eye(12, dtype=bool)].max() < 0.95          # 12 distinct receive profiles
+
+
+def test_random_unitary_is_unitary():
+    u = random_unitary(7, np.random.default_rng(0))
+    np.testing.assert_allclose(u @ u.conj().T, np.eye(7), atol=1e-10)
+
+
+@pytest.mark.parametrize("nc", [4, 12, 24, 32])
+def test_augmented_maps_any_coil_count_and_size(nc):
+    base = np.random.default_rng(1).standard_normal((12, 16, 16)).astype(np.complex64) + 1
+    maps = augmented_maps(nc, 37, 90, np.random.default_rng(nc), base=base)
+    assert maps.shape == (nc, 37, 90) and maps.dtype == np.complex64 and np.isfinite(maps).all()
+    if nc % 12 == 0:
+        # whole copies mixed by a unitary matrix keep the RSS of the resampled copies (up to the 1/sqrt(copies))
+        assert np.sqrt((np.abs(maps) ** 2).sum(0)).mean() > 0.5
+
+
+def test_noise_factor_is_a_valid_covariance_with_correlation():
+    rng = np.random.default_rng(0)
+    factor = noise_factor(8, Acquisition(noise_correlation=0.5), rng)
+    covariance = factor @ factor.conj().T
+    np.testing.assert_allclose(covariance, covariance.conj().T, atol=1e-5)
+    assert np.linalg.eigvalsh(covariance).min() > 0
+    assert np.real(np.trace(covariance)) == pytest.approx(8, rel=1e-4)
+    assert np.abs(covariance[~np.eye(8, dtype=bool)]).max() > 0.01          # the coils' noise is correlated
+    white = noise_factor(8, Acquisition(noise_correlation=0.0), rng)
+    off = (white @ white.conj().T)[~np.eye(8, dtype=bool)]
+    assert np.abs(off).max() < 1e-5
+
+
+def _draw(magnitude, rng, **changes):
+    config = dataclasses.replace(Acquisition(measured_coils=0.0), **changes)
+    return draw_acquisition(magnitude, config, rng, n_coils=6)
+
+
+def test_readout_crop_is_the_hybrid_space_crop_of_the_full_acquisition():
+    rng = np.random.default_rng(0)
+    magnitude = rng.random((3, 20, 48)).astype(np.float32)
+    draw = _draw(magnitude, rng)
+    draw.sigma = 0.0
+    full = acquire(magnitude, draw, rng)
+    cropped = acquire(magnitude, draw, rng, slice(10, 34))
+    # the inverse FFT along the readout of the full k-space, cropped, is the crop's k-space inverse-FFT'd along x
+    hybrid_full = torch.fft.fftshift(torch.fft.ifft(torch.fft.ifftshift(full, dim=-1), dim=-1, norm="ortho"), dim=-1)
+    image_full = ifft2c(full)[..., 10:34]
+    torch.testing.assert_close(ifft2c(cropped), image_full, atol=1e-5, rtol=1e-4)
+    assert hybrid_full.shape[-1] == 48
+
+
+def test_noise_has_the_drawn_level_and_coil_covariance():
+    rng = np.random.default_rng(1)
+    magnitude = np.zeros((4, 32, 32), np.float32)
+    magnitude[:, 8:24, 8:24] = 1
+    draw = _draw(magnitude, rng, noise_correlation=0.6)
+    draw.scale = 1.0
+    silent = dataclasses.replace(draw, sigma=0.0)
+    noise = (acquire(magnitude, draw, np.random.default_rng(5)) - acquire(magnitude, silent, np.random.default_rng(5)))
+    samples = noise.permute(1, 0, 2, 3).reshape(6, -1).numpy()
+    empirical = samples @ samples.conj().T / samples.shape[1]
+    expected = draw.sigma ** 2 * draw.noise @ draw.noise.conj().T
+    np.testing.assert_allclose(empirical, expected, atol=0.08 * np.abs(expected).max())
+
+
+def test_simulate_returns_kspace_and_its_noisy_rss_reference():
+    rng = np.random.default_rng(2)
+    magnitude = np.random.default_rng(0).random((2, 24, 40)).astype(np.float32)
+    kspace, reference = simulate(magnitude, Acquisition(measured_coils=0.0), rng, n_coils=5)
+    assert kspace.shape == (2, 5, 24, 40) and reference.shape == (2, 24, 40)
+    np.testing.assert_allclose(reference, rss(ifft2c(torch.from_numpy(kspace)), dim=1).numpy(), rtol=1e-5)
+
+
+def test_acquisition_round_trips_through_the_training_config():
+    config = dataclasses.replace(PRESETS["cpu-native"])
+    again = TrainConfig.from_dict(config.to_dict())
+    assert again == config and isinstance(again.acquisition, Acquisition)
+    # records written before the field existed load with the default
+    older = config.to_dict()
+    for name in ("acquisition", "kind_weights", "acs_choices", "source", "crop_width", "phantoms"):
+        older.pop(name)
+    assert TrainConfig.from_dict(older).source == "files"
+
+
+def test_mapping_like_series_change_contrast_not_anatomy():
+    rng = np.random.default_rng(0)
+    frame = np.zeros((30, 40), np.float32)
+    frame[5:25, 5:20], frame[5:25, 20:35] = 0.3, 0.9
+    t1 = t1_series(frame, rng)
+    t2 = t2_series(frame, rng)
+    assert t1.shape == (9, 30, 40) and t2.shape == (3, 30, 40)
+    assert t1.min() >= 0 and t1.max() == pytest.approx(1)
+    assert (t1[:, frame == 0] == 0).all()                       # no signal appears outside the anatomy
+    ratio = t1[:, 10, 10] / np.maximum(t1[:, 10, 30], 1e-6)
+    assert ratio.max() / ratio.min() > 1.5                      # the two tissues' contrast changes over frames
+    assert (np.diff(t2[:, 10, 10]) < 0).all()                   # T2 decay
+
+
+def test_readout_window_overlaps_the_body_and_keeps_width():
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        window = readout_window(448, 96, rng)
+        assert window.stop - window.start == 96 and 0 <= window.start and window.stop <= 448
+        assert window.start < 3 * 448 // 4 and window.stop > 448 // 4
+    assert readout_window(80, 96, rng) == slice(0, 80) and readout_window(80, 0, rng) == slice(0, 80)
+
+
+@pytest.fixture(scope="module")
+def sampler():
+    rng = np.random.default_rng(0)
+    series = phantom_pool(2, rng) + [SourceSeries(phantom_pool(1, rng)[0].images, "Center009", "S1/sax1")]
+    return SimulatedSampler(series, domain_names(series), Acquisition(measured_coils=0.0, coil_counts=(4,)),
+                            {kind: 1.0 for kind in KINDS}, crop_width=64)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_input_kind_builds_a_window_with_its_structure(sampler, kind):
+    rng = np.random.default_rng(3)
+    images, cyclic = sampler.kind_series(sampler.series[0].images, kind, rng)
+    pattern = "Uniform" if kind == "uniform" else "ktUniform"
+    sample = sampler.build(images, cyclic, pattern, 8, 20, sampler.domains[0], rng)
+    _, frames, coils, ny, width = sample.masked_kspace.shape
+    assert (frames, coils, width) == (5, 4, 64) and sample.num_acs == 20
+    rows = sample.mask[0, :, 0, :, 0]                                           # (F, ny)
+    assert rows[:, ny // 2 - 10:ny // 2 + 10].all()                             # the ACS lines are measured
+    if kind == "static":
+        assert images.shape[0] == 1
+        torch.testing.assert_close(sample.masked_kspace[0, 0], sample.masked_kspace[0, 4])
+    if kind in ("uniform", "static"):
+        assert (rows == rows[:1]).all()                                        # one mask in every frame
+    if kind == "kt":
+        assert not (rows == rows[:1]).all()                                    # the lattice moves over frames
+    if kind == "mapping":
+        assert not cyclic and images.shape[0] in (3, 9)
+    # the target is the RSS of the fully sampled centre frame and lies within the data range
+    assert float(sample.target.max()) <= float(sample.data_range) + 1e-5
+    assert torch.isfinite(sample.masked_kspace).all()
+
+
+def test_draws_cover_kinds_patterns_acs_and_both_parities(sampler):
+    rng = np.random.default_rng(4)
+    draws = [sampler.draw(rng, (8, 16)) for _ in range(40)]
+    assert {d.pattern for d in draws} == {"Uniform", "ktUniform", "ktGaussian", "ktRadial"}
+    assert {d.num_acs for d in draws} == {16, 20, 24}
+    assert {d.masked_kspace.shape[-2] % 2 for d in draws} == {0, 1}
+    assert all(d.num_acs != 24 for d in draws if d.radial)                     # no 2023 radial
+    assert {d.acceleration for d in draws if d.pattern == "Uniform"} - {8, 16} <= {4, 10}
+
+
+def test_simulated_training_runs_from_the_cli(tmp_path):
+    """Three steps of the simulated source from the command line, phantoms only (no real data needed)."""
+    script = textwrap.dedent(f"""
+        import dataclasses, sys
+        from training import config
+        config.PRESETS["sim-test"] = dataclasses.replace(
+            config.PRESETS["cpu-native"], model="tiny", epochs=1, steps_per_epoch=3, val_samples=2, crop_width=32,
+            phantoms=2, acquisition=config.Acquisition(measured_coils=0.0, coil_counts=(4,)))
+        from training.__main__ import main
+        sys.exit(main(["--preset", "sim-test", "--run-dir", {str(tmp_path / 'run')!r}]))
+    """)
+    env = {"GENRE_REAL_DATA": str(tmp_path / "absent"), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=280)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "run" / "last.pt").is_file()
+
+
+def test_retaining_freed_memory_removes_the_page_faults_of_large_temporaries():
+    script = textwrap.dedent("""
+        import resource, sys
+        from model.allocator import retain_freed_memory
+        took = retain_freed_memory()
+        import torch
+        x = torch.ones(16 << 20)
+        y = x * 2
+        del y
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        for _ in range(20):
+            y = x * 2            # a fresh 64 MiB temporary each time
+            del y
+        print(int(took), resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    """)
+    results = {}
+    for label, env in (("default", {"GENRE_GLIBC_MALLOC_DEFAULTS": "1"}), ("retained", {})):
+        done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True,
+                              env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1", **env}, timeout=120)
+        assert done.returncode == 0, done.stderr
+        results[label] = tuple(int(v) for v in done.stdout.split())
+    assert results["default"][0] == 0 and results["retained"][0] == 1
+    # 20 x 64 MiB freshly mapped = 327,680 faults of 4 KiB pages by default (measured: that many); kept memory
+    # is mostly reused (measured: a fifth of them)
+    assert results["default"][1] > 200_000 and results["retained"][1] < results["default"][1] / 3
