@@ -52,12 +52,22 @@ class GenreReconstructor:
                 progress(1)
         return output
 
-    def _reconstruct_slice(self, kspace: torch.Tensor, mask: torch.Tensor, meta: VolumeMeta) -> np.ndarray:
-        """kspace (nt, nc, ny, nx), mask (nt, ny, nx) -> (nt, ny, nx); halves the batch on cuda OOM."""
+    def reconstruct_frames(self, kspace: np.ndarray, mask: np.ndarray, meta: VolumeMeta, frames: list[int]
+                           ) -> np.ndarray:
+        """One slice's chosen frames: kspace (nt, nc, ny, nx) complex64, mask (nt, ny, nx) -> (len(frames), ny, nx),
+        exactly as ``reconstruct`` computes them (evaluation on a few windows of a long series)."""
+        mask = check_inputs(kspace[:, None], mask, meta)
+        kspace_t = torch.from_numpy(np.ascontiguousarray(kspace, dtype=np.complex64)).to(self.device)
+        mask_t = torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32)).to(self.device)
+        return self._reconstruct_slice(kspace_t, mask_t, meta, frames)
+
+    def _reconstruct_slice(self, kspace: torch.Tensor, mask: torch.Tensor, meta: VolumeMeta,
+                           frames: list[int] | None = None) -> np.ndarray:
+        """kspace (nt, nc, ny, nx), mask (nt, ny, nx) -> (nt or len(frames), ny, nx); halves the batch on cuda OOM."""
         batch_size = self.batch_size
         while True:
             try:
-                return self._run_frames(kspace, mask, meta, batch_size)
+                return self._run_frames(kspace, mask, meta, batch_size, frames)
             except torch.cuda.OutOfMemoryError:
                 if batch_size == 1:
                     raise
@@ -65,16 +75,17 @@ class GenreReconstructor:
                 torch.cuda.empty_cache()
 
     @torch.inference_mode()
-    def _run_frames(self, kspace: torch.Tensor, mask: torch.Tensor, meta: VolumeMeta, batch_size: int
-                    ) -> np.ndarray:
+    def _run_frames(self, kspace: torch.Tensor, mask: torch.Tensor, meta: VolumeMeta, batch_size: int,
+                    frames: list[int] | None = None) -> np.ndarray:
         nt = kspace.shape[0]
+        targets = list(range(nt)) if frames is None else list(frames)
         size = self.generator.config.adjacent_frames
         masked = kspace * mask[:, None]
         shared = shared_kspace(masked, mask)[None] if self.generator.config.view_sharing else None
         images = []
-        for start in range(0, nt, batch_size):
+        for start in range(0, len(targets), batch_size):
             windows = torch.tensor([adjacent_frames(t, nt, size, meta.cyclic)
-                                    for t in range(start, min(start + batch_size, nt))], device=kspace.device)
+                                    for t in targets[start:start + batch_size]], device=kspace.device)
             window_kspace = masked[windows]                  # (B, F, C, H, W)
             window_mask = mask[windows][:, :, None]           # (B, F, 1, H, W)
             scale = kspace_scale(window_kspace)               # (B,)

@@ -227,3 +227,55 @@ def test_retaining_freed_memory_removes_the_page_faults_of_large_temporaries():
     # 20 x 64 MiB freshly mapped = 327,680 faults of 4 KiB pages by default (measured: that many); kept memory
     # is mostly reused (measured: a fifth of them)
     assert results["default"][1] > 200_000 and results["retained"][1] < results["default"][1] / 3
+
+
+def test_native_eval_scores_every_method_on_every_case_and_writes_its_section(tmp_path):
+    from benchmarks import native_eval
+    from model.checkpoint import save_generator
+    from model.config import preset
+    from model.generator import GenreGenerator
+    from model.inference import GenreReconstructor
+
+    config = preset("tiny")
+    weights = tmp_path / "tiny.pt"
+    save_generator(weights, config, GenreGenerator(config).state_dict(), {})
+    rng = np.random.default_rng(0)
+    cine = phantom_pool(1, rng)[0].images[:, :40, :96]
+    cases = native_eval.simulated_cases([("held-out cine", "phantom", cine)])
+    assert {(c.kind, c.pattern, c.acceleration) for c in cases} == {c[:3] for c in native_eval.SIM_CASES}
+    static = next(c for c in cases if c.kind == "static")
+    assert static.kspace.shape[0] == 1 and static.frame == 0 and not static.cyclic
+    subset = [c for c in cases if (c.kind, c.pattern, c.acceleration) in
+              {("kt", "ktRadial", 8), ("static", "Uniform", 8), ("mapping", "ktGaussian", 8)}]
+    keep = {0: {}}
+    rows = native_eval.evaluate(subset, {"GENRE tiny": GenreReconstructor(weights)}, keep)
+    assert len(rows) == 3 * len(subset) and all(np.isfinite([r.psnr, r.ssim]).all() for r in rows)
+    assert set(keep[0]) == {"reference", "zero-filled", "CG-SENSE", "GENRE tiny"}
+    # a perfect reconstruction scores far above the zero-filled one with the same scorer
+    reference = subset[0].reference
+    assert native_eval.scored(reference, reference)[0] > native_eval.scored(reference, keep[0]["zero-filled"])[0]
+    text = native_eval.format_section(rows, "cmd", {"cpu": "x", "cores": 2, "usable_cores": 2, "memory_gib": 1,
+                                                    "gpu": None, "python": "3", "torch": "2"},
+                                      {"GENRE tiny": "tiny.pt"}, 1, ["figures/x.png"])
+    assert text.count("| held-out cine |") == 3 and "CG-SENSE" in text and "figures/x.png" in text
+    native_eval.save_figure(tmp_path / "f.png", keep[0], "title")
+    assert (tmp_path / "f.png").stat().st_size > 1000
+
+
+def test_native_eval_real_kspace_cases_use_the_organisers_mask_file():
+    from benchmarks import native_eval
+    from simulation.anatomy import real_data_root
+
+    cases = native_eval.real_cases(real_data_root())
+    if not cases:
+        pytest.skip("the real 1-coil SAX k-space is absent")
+    sax = [c for c in cases if c.name == "cmrx24_demo_sax_1coil"]
+    assert sax[0].kspace.shape == (1, 1, 246, 512) and sax[0].mask.shape == (1, 246, 512)
+    assert 0.15 < sax[0].mask.mean() < 0.22                     # Uniform 8 + ACS: 18.3% of the samples
+    assert len(sax) == len(native_eval.REAL_CASES)
+    twix = [c for c in cases if c.name == "gre.dat"]
+    if twix:                                                     # twixtools installed
+        assert twix[0].kspace.shape == (1, 2, 160, 320)          # 2 coils, readout oversampling kept
+        image = rss(ifft2c(torch.from_numpy(twix[0].kspace[0])), dim=0).numpy()
+        columns = image.sum(0)
+        assert columns[:40].sum() < 0.1 * columns.sum()          # the object sits in the central readout half

@@ -1,0 +1,309 @@
+"""Quality where users live: held-out anatomy at the size the scanner writes it, every input kind, real k-space.
+
+    python -m benchmarks.native_eval --weights A.pt [B.pt ...] [--out docs/native-eval.md]
+                                     [--figures docs/figures] [--subjects N]
+
+Groups (nothing here was trained on; the held-out split is training.build_data's):
+- ``held-out cine``: the seen centres' held-out subjects; ``unseen centre``: Center005 (Siemens 3T Vida). The
+  real cine anatomy at its native size (whole image, 2x oversampled readout), a scanner-like acquisition
+  (``simulation.realistic`` defaults, 10 coils, fixed seeds), then per input kind: k-t masks (ktUniform,
+  ktGaussian, ktRadial x AF 8/16/24), time-constant Uniform masks (AF 8/16), static files (one frame, no time
+  axis: Uniform 8 and ktGaussian 8) and mapping-like series (T1-like with ktGaussian 8, T2-like with Uniform 8).
+- ``real k-space``: the fully sampled CMRxRecon 2024 SAX frame (one coil, ../shared/data/real) and the Siemens
+  TWIX resolution phantom (two coils, readout oversampling kept; read with twixtools), each a static file
+  undersampled with the official algorithms (Uniform 4/8/16/24, k-t masks at AF 8/16/24 on one frame), the SAX
+  frame also with the organisers' own Uniform 8 mask file; the reference is the fully sampled RSS.
+
+Metric: the 2024 scorer's (``challenge.scoring.score_file``: z-score per image, PSNR and SSIM) on each case's
+centre frame, whole image. Methods: zero-filled, CG-SENSE, and each weights file through
+``GenreReconstructor.reconstruct_frames`` (predict.py's own path) with ``--ensemble`` passes.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import shlex
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import scipy.io
+import torch
+
+from benchmarks.bench_predict import replace_section
+from benchmarks.evaluate import format_machine, machine_summary
+from challenge.masks import make_mask
+from challenge.scoring import score_file
+from model.checkpoint import file_sha256
+from model.classical import CGSense
+from model.coils import rss
+from model.fftc import ifft2c
+from model.inference import GenreReconstructor
+from model.reconstruction import VolumeMeta
+from simulation.anatomy import RealDataMissing, list_cine_series, load_cine_series, real_data_root
+from simulation.contrast import t1_series, t2_series
+from simulation.realistic import Acquisition, simulate
+from training.build_data import HELDOUT_SUBJECTS, UNSEEN_CENTRE
+
+BEGIN, END = "<!-- native_eval:begin -->", "<!-- native_eval:end -->"
+NUM_ACS = 16                      # the 2024 count, as make eval's trees
+REAL_SAX = Path("cmrx24_demo_sax_1coil")
+TWIX = Path("tfmri_gre_phantom_twix") / "gre.dat"
+# (kind, pattern, AF, series): series "cine" (12 frames), "static" (one frame), "T1"/"T2" (mapping-like)
+SIM_CASES = tuple([("kt", p, r, "cine") for p in ("ktUniform", "ktGaussian", "ktRadial") for r in (8, 16, 24)]
+                  + [("uniform", "Uniform", r, "cine") for r in (8, 16)]
+                  + [("static", "Uniform", 8, "static"), ("static", "ktGaussian", 8, "static"),
+                     ("mapping", "ktGaussian", 8, "T1"), ("mapping", "Uniform", 8, "T2")])
+REAL_CASES = tuple([("static", "Uniform (organisers' mask file)", 8, "file")]
+                   + [("static", "Uniform", r, "") for r in (4, 8, 16, 24)]
+                   + [("static", p, r, "") for p in ("ktUniform", "ktGaussian", "ktRadial") for r in (8, 16, 24)])
+
+
+@dataclass
+class Row:
+    group: str
+    kind: str
+    pattern: str
+    acceleration: int
+    case: str
+    method: str
+    psnr: float
+    ssim: float
+
+
+@dataclass
+class Case:
+    """One slice to reconstruct: fully sampled k-space (nt, nc, ny, nx), its mask and the frame scored."""
+    group: str
+    kind: str
+    pattern: str
+    acceleration: int
+    name: str
+    kspace: np.ndarray
+    mask: np.ndarray
+    frame: int
+    cyclic: bool
+
+    @property
+    def reference(self) -> np.ndarray:
+        return rss(ifft2c(torch.from_numpy(self.kspace[self.frame])), dim=0).numpy()
+
+
+def heldout_series(subjects: int | None) -> list[tuple[str, str, np.ndarray]]:
+    """(group, subject, native-size cine (12, ny, nx)) of the held-out subjects and the unseen centre."""
+    chosen = []
+    for record in list_cine_series():
+        if record.folder in HELDOUT_SUBJECTS:
+            chosen.append(("held-out cine", record))
+        elif record.center == UNSEEN_CENTRE:
+            chosen.append(("unseen centre", record))
+    if subjects is not None:
+        chosen = [c for c in chosen if c[0] == "held-out cine"][:subjects] + \
+                 [c for c in chosen if c[0] == "unseen centre"][:subjects]
+    return [(group, f"{r.folder}/{r.view}{r.slice}", load_cine_series(r)) for group, r in chosen]
+
+
+def simulated_cases(series: list[tuple[str, str, np.ndarray]], seed: int = 0) -> list[Case]:
+    cases = []
+    for index, (group, name, cine) in enumerate(series):
+        for case_index, (kind, pattern, factor, source) in enumerate(SIM_CASES):
+            rng = np.random.default_rng([seed, index, case_index])
+            frame = cine[len(cine) // 2]
+            images = {"cine": cine, "static": frame[None], "T1": t1_series(frame, rng),
+                      "T2": t2_series(frame, rng)}[source]
+            kspace, _ = simulate(images, Acquisition(), rng, n_coils=10)
+            nt, _, ny, nx = kspace.shape
+            mask = make_mask(pattern, nt, ny, nx, factor, NUM_ACS, rng)
+            cases.append(Case(group, kind, pattern, factor, name, kspace, mask, nt // 2, source == "cine"))
+    return cases
+
+
+def twix_kspace(path: Path) -> np.ndarray | None:
+    """The Siemens TWIX phantom's fully sampled k-space (nc, ny, nx) complex64, readout oversampling kept as
+    CMRxRecon keeps it; None when twixtools (development dependency) is not installed."""
+    try:
+        import twixtools
+    except ImportError:
+        return None
+    scan = twixtools.map_twix(twixtools.read_twix(str(path), verbose=False))[-1]["image"]
+    scan.flags["remove_os"] = False
+    lines = np.asarray(scan[:]).squeeze()                                  # (lin, cha, col)
+    return np.ascontiguousarray(lines.transpose(1, 0, 2)).astype(np.complex64)
+
+
+def real_cases(root: Path | None) -> list[Case]:
+    """The fully sampled real acquisitions, undersampled every way of REAL_CASES: the 1-coil CMRxRecon SAX
+    frame (with the organisers' own mask file too) and the 2-coil TWIX phantom; [] where they are absent."""
+    cases = []
+    twix = (root / TWIX) if root else None
+    if twix is not None and twix.is_file():
+        kspace = twix_kspace(twix)
+        if kspace is None:
+            print("note: twixtools not installed (requirements-dev.txt): TWIX phantom rows skipped", file=sys.stderr)
+        else:
+            nc, ny, nx = kspace.shape
+            for kind, pattern, factor, source in REAL_CASES:
+                if source != "file":
+                    mask = make_mask(pattern, 1, ny, nx, factor, NUM_ACS, np.random.default_rng(factor))
+                    cases.append(Case("real k-space, TWIX phantom (2 coils)", kind, pattern, factor, "gre.dat",
+                                      kspace[None], mask, 0, False))
+    folder = (root / REAL_SAX) if root else None
+    if folder is None or not (folder / "cine_sax.mat").is_file():
+        return cases
+    kspace = scipy.io.loadmat(folder / "cine_sax.mat")["kspace_full"].T.astype(np.complex64)   # (ny, nx)
+    ny, nx = kspace.shape
+    import h5py
+    with h5py.File(folder / "cine_sax_mask_Uniform8.mat", "r") as handle:
+        official = np.asarray(handle["mask"]).astype(bool)                                        # (ny, nx)
+    for kind, pattern, factor, source in REAL_CASES:
+        mask = official[None] if source == "file" else make_mask(pattern, 1, ny, nx, factor, NUM_ACS,
+                                                                 np.random.default_rng(factor))
+        cases.append(Case("real k-space, CMRxRecon SAX (1 coil)", kind, pattern, factor, "cmrx24_demo_sax_1coil",
+                          kspace[None, None], mask, 0, False))
+    return cases
+
+
+def zero_filled(case: Case) -> np.ndarray:
+    masked = torch.from_numpy(case.kspace[case.frame] * case.mask[case.frame][None])
+    return rss(ifft2c(masked), dim=0).numpy()
+
+
+def meta_of(case: Case) -> VolumeMeta:
+    return VolumeMeta(num_acs=NUM_ACS, radial=case.pattern == "ktRadial", cyclic=case.cyclic, name=case.name)
+
+
+def cg_sense(case: Case) -> np.ndarray:
+    masked = (case.kspace * case.mask[:, None])[:, None]
+    return CGSense().reconstruct(masked, case.mask, meta_of(case))[case.frame, 0]
+
+
+def scored(reference: np.ndarray, image: np.ndarray) -> tuple[float, float]:
+    """The 2024 scorer on one (ny, nx) image (MATLAB order is (nx, ny))."""
+    score = score_file(reference.T.astype(np.float32), image.T.astype(np.float32), 2024)
+    return score.psnr, score.ssim
+
+
+def evaluate(cases: list[Case], reconstructors: dict[str, GenreReconstructor], keep: dict | None = None
+             ) -> list[Row]:
+    """Every method on every case. ``keep``: {case index: {}} filled with the images for the figures."""
+    rows = []
+    for index, case in enumerate(cases):
+        reference = case.reference
+        images = {"zero-filled": zero_filled(case), "CG-SENSE": cg_sense(case)}
+        masked = case.kspace * case.mask[:, None]
+        for label, reconstructor in reconstructors.items():
+            images[label] = reconstructor.reconstruct_frames(masked, case.mask, meta_of(case), [case.frame])[0]
+        for method, image in images.items():
+            rows.append(Row(case.group, case.kind, case.pattern, case.acceleration, case.name, method,
+                            *scored(reference, image)))
+        if keep is not None and index in keep:
+            keep[index] = {"reference": reference, **images}
+        print(f"{index + 1}/{len(cases)} {case.group} {case.kind} {case.pattern}{case.acceleration}: " +
+              ", ".join(f"{r.method} {r.psnr:.2f}" for r in rows[-len(images):]), flush=True)
+    return rows
+
+
+def summary(rows: list[Row]) -> tuple[list[str], dict[tuple, dict[str, tuple[float, float, int]]]]:
+    """(methods in order, {(group, kind, pattern, AF): {method: (mean PSNR, mean SSIM, cases)}})."""
+    methods = list(dict.fromkeys(r.method for r in rows))
+    cells: dict[tuple, dict[str, list[Row]]] = {}
+    for r in rows:
+        cells.setdefault((r.group, r.kind, r.pattern, r.acceleration), {}).setdefault(r.method, []).append(r)
+    return methods, {key: {m: (float(np.mean([r.psnr for r in v])), float(np.mean([r.ssim for r in v])), len(v))
+                           for m, v in per.items()} for key, per in cells.items()}
+
+
+def format_section(rows: list[Row], command: str, machine: dict, weights: dict[str, str], ensemble: int,
+                   figures: list[str]) -> str:
+    methods, cells = summary(rows)
+    lines = [BEGIN, "## Native size, every input kind, real k-space (benchmarks/native_eval.py)", "",
+             f"`{command}` on {datetime.date.today().isoformat()}; {format_machine(machine)}.",
+             f"GENRE rows: `--ensemble {ensemble}`; " + "; ".join(f"{k} = `{v}`" for k, v in weights.items()) + ".",
+             "2024 metric (z-score per image) on each case's centre frame, whole image; PSNR dB / SSIM, mean over "
+             "the cases (n).", ""]
+    lines.append("| group | kind | mask | AF | n | " + " | ".join(methods) + " |")
+    lines.append("|---|---|---|---|---|" + "---|" * len(methods))
+    for key, per in cells.items():
+        n = next(iter(per.values()))[2]
+        lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {key[3]} | {n} | "
+                     + " | ".join(f"{per[m][0]:.2f} / {per[m][1]:.3f}" if m in per else "" for m in methods) + " |")
+    lines += [""] + [f"![{Path(f).stem}]({f})" for f in figures]
+    lines.append(END)
+    return "\n".join(lines) + "\n"
+
+
+def save_figure(path: Path, images: dict[str, np.ndarray], title: str) -> None:
+    """Panels (ny down, readout across; each scaled to the reference's 99.5th percentile) over their error
+    maps (x4), with the panel names in the title line."""
+    from PIL import Image, ImageDraw
+
+    reference = images["reference"]
+    top = float(np.quantile(reference, 0.995)) or 1.0
+    panels = np.concatenate([np.clip(image / top, 0, 1) for image in images.values()], 1)
+    errors = np.concatenate([np.clip(4 * np.abs(image - reference) / top, 0, 1) for image in images.values()], 1)
+    picture = Image.fromarray((255 * np.concatenate([panels, errors], 0)).astype(np.uint8)).convert("RGB")
+    canvas = Image.new("RGB", (picture.width, picture.height + 14), "black")
+    canvas.paste(picture, (0, 14))
+    ImageDraw.Draw(canvas).text((2, 1), f"{title} | left to right: {' / '.join(images)} | below: |error| x4",
+                                fill="yellow")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    canvas.save(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.native_eval", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--weights", type=Path, nargs="+", required=True, help="GENRE weights files to compare")
+    parser.add_argument("--labels", nargs="+", help="a label per weights file (default: the file stems)")
+    parser.add_argument("--ensemble", type=int, default=1)
+    parser.add_argument("--subjects", type=int, help="at most this many subjects per simulated group")
+    parser.add_argument("--out", type=Path, default=Path("docs/native-eval.md"))
+    parser.add_argument("--figures", type=Path, default=Path("docs/figures"))
+    parser.add_argument("--json", type=Path, help="every row as JSON")
+    args = parser.parse_args(argv)
+    labels = args.labels or [f"GENRE {w.stem}" for w in args.weights]
+    if len(labels) != len(args.weights):
+        print("error: one label per weights file", file=sys.stderr)
+        return 2
+    torch.manual_seed(0)
+    reconstructors = {label: GenreReconstructor(w, ensemble=args.ensemble) for label, w in zip(labels, args.weights)}
+    try:
+        series = heldout_series(args.subjects)
+    except RealDataMissing as error:
+        print(f"note: no real cine anatomy ({error}); simulated groups skipped", file=sys.stderr)
+        series = []
+    cases = real_cases(real_data_root()) + simulated_cases(series)
+    if not cases:
+        print("error: no real data under ../shared/data/real (or $GENRE_REAL_DATA): nothing to evaluate",
+              file=sys.stderr)
+        return 2
+    real_sax = next((i for i, c in enumerate(cases) if c.name == "cmrx24_demo_sax_1coil"), None)
+    shown = {real_sax: "real-kspace-sax-uniform8.png"} if real_sax is not None else {}
+    pick = next((i for i, c in enumerate(cases) if c.group == "held-out cine" and c.pattern == "ktUniform"
+                 and c.acceleration == 16), None)
+    if pick is not None:
+        shown[pick] = "heldout-cine-ktuniform16.png"
+    keep = {index: {} for index in shown}
+    rows = evaluate(cases, reconstructors, keep)
+    figures = []
+    for index, filename in shown.items():
+        if keep.get(index):
+            case = cases[index]
+            save_figure(args.figures / filename, keep[index],
+                        f"{case.group}: {case.pattern} AF {case.acceleration}, frame {case.frame}")
+            figures.append(str(Path("figures") / filename))
+    command = shlex.join(["python", "-m", "benchmarks.native_eval", *(sys.argv[1:] if argv is None else argv)])
+    weights = {label: f"{w} (sha256 {file_sha256(w)[:12]})" for label, w in zip(labels, args.weights)}
+    text = args.out.read_text() if args.out.exists() else "# Native-size evaluation\n"
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(replace_section(text, format_section(rows, command, machine_summary(), weights,
+                                                              args.ensemble, figures), BEGIN, END))
+    if args.json:
+        args.json.write_text(json.dumps([asdict(r) for r in rows], indent=1))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
