@@ -47,6 +47,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--amp", action="store_true", help="fp16 autocast for the network on cuda")
     parser.add_argument("--ensemble", type=int, choices=sorted(ENSEMBLES), default=DEFAULT_ENSEMBLE,
                         help="GENRE: reflections averaged per window (1 none, 2 + read-out, 4 + phase-encode, both)")
+    parser.add_argument("--adapt", type=int, default=0, metavar="STEPS",
+                        help="GENRE: fine-tune a copy of the network on each volume's own measurements (SSDU-style "
+                             "held-back loss) for at most STEPS steps; kept only if that loss fell (default 0: off)")
+    parser.add_argument("--adapt-seconds", type=float, default=120.0,
+                        help="wall-time budget of --adapt per volume (default 120)")
     parser.add_argument("--shard", type=parse_shard, default=None,
                         help="K/N: this process does files i with i %% N == K (default: RANK/WORLD_SIZE)")
     parser.add_argument("--resume", action="store_true", help="keep outputs that already validate")
@@ -64,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     options = RunOptions(input_root=args.input, output_root=args.output, method=args.method,
                          weights=args.weights, device=args.device, batch_size=args.batch_size, amp=args.amp,
-                         ensemble=args.ensemble,
+                         ensemble=args.ensemble, adapt_steps=args.adapt, adapt_seconds=args.adapt_seconds,
                          shard=args.shard, resume=args.resume, crop=args.crop,
                          max_slab_bytes=int(args.max_slab_gb * 2 ** 30))
     try:

@@ -51,6 +51,8 @@ class RunOptions:
     batch_size: int = DEFAULT_BATCH_SIZE        # frames per forward pass; halved on CUDA out-of-memory
     amp: bool = False
     ensemble: int = DEFAULT_ENSEMBLE            # GENRE reflections averaged per window (model.reflection)
+    adapt_steps: int = 0                        # GENRE test-time adaptation steps per volume (0: off)
+    adapt_seconds: float = 120.0                # and its wall-time budget per volume
     shard: tuple[int, int] | None = None        # (K, N): jobs i with i % N == K; None: RANK/WORLD_SIZE or (0, 1)
     resume: bool = False
     crop: bool = False                          # validation-phase run4Ranking crop
@@ -626,5 +628,6 @@ def _default_factory(options: RunOptions, shard: tuple[int, int]) -> Reconstruct
         # the last resort runs on the CPU: it must work even when the GPU is the problem
         return build_reconstructor(method, weights=options.weights, batch_size=options.batch_size,
                                    amp=options.amp, ensemble=options.ensemble,
+                                   adapt_steps=options.adapt_steps, adapt_seconds=options.adapt_seconds,
                                    device="cpu" if method == "zerofilled" else device)
     return factory

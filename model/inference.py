@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from model.adaptation import AdaptConfig, AdaptResult, adapt_generator
 from model.checkpoint import load_generator
 from model.normalisation import kspace_scale
 from model.reconstruction import VolumeMeta, check_inputs
@@ -24,10 +25,11 @@ class GenreReconstructor:
     name = "genre"
 
     def __init__(self, weights: str | Path, device: str | torch.device = "cpu", batch_size: int = 8,
-                 amp: bool = False, ensemble: int = 1):
+                 amp: bool = False, ensemble: int = 1, adapt: AdaptConfig | None = None):
         """Loads ``weights`` (raises model.checkpoint.WeightsError, a WeightsUnavailable). ``amp``: fp16
         autocast for the networks, on cuda only; physics stays fp32. ``ensemble``: reflections averaged per
-        window, a key of model.reflection.ENSEMBLES (each costs one more forward pass)."""
+        window, a key of model.reflection.ENSEMBLES (each costs one more forward pass). ``adapt``: fine-tune a
+        copy of the generator on each file's own measurements first (model.adaptation)."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if ensemble not in ENSEMBLES:
@@ -37,6 +39,8 @@ class GenreReconstructor:
         self.generator, self.record = load_generator(weights, self.device)
         self.batch_size = batch_size
         self.amp = amp and self.device.type == "cuda"
+        self.adapt = adapt
+        self.last_adaptation: AdaptResult | None = None
 
     def reconstruct(self, kspace: np.ndarray, mask: np.ndarray, meta: VolumeMeta,
                     progress: Callable[[int], None] | None = None) -> np.ndarray:
@@ -45,9 +49,14 @@ class GenreReconstructor:
         nt, nz, _, ny, nx = kspace.shape
         output = np.empty((nt, nz, ny, nx), dtype=np.float32)
         mask_t = torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32)).to(self.device)
+        generator = self.generator
+        if self.adapt is not None:
+            generator, self.last_adaptation = adapt_generator(
+                self.generator, self._window_source(kspace, mask_t, meta), nz, nt, meta.num_acs, meta.radial,
+                self.adapt)
         for z in range(nz):
             slice_kspace = torch.from_numpy(np.ascontiguousarray(kspace[:, z], dtype=np.complex64)).to(self.device)
-            output[:, z] = self._reconstruct_slice(slice_kspace, mask_t, meta)
+            output[:, z] = self._reconstruct_slice(slice_kspace, mask_t, meta, generator=generator)
             if progress is not None:
                 progress(1)
         return output
@@ -61,13 +70,27 @@ class GenreReconstructor:
         mask_t = torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32)).to(self.device)
         return self._reconstruct_slice(kspace_t, mask_t, meta, frames)
 
+    def _window_source(self, kspace: np.ndarray, mask: torch.Tensor, meta: VolumeMeta):
+        """model.adaptation.WindowSource over a volume (nt, nz, nc, ny, nx): windows built as _run_frames builds
+        them, scaled by their zero-filled maximum."""
+        size = self.generator.config.adjacent_frames
+
+        def window(z: int, t: int):
+            slice_kspace = torch.from_numpy(np.ascontiguousarray(kspace[:, z], dtype=np.complex64)).to(self.device)
+            masked = slice_kspace * mask[:, None]
+            frames = torch.tensor(adjacent_frames(t, kspace.shape[0], size, meta.cyclic), device=self.device)
+            window_kspace = masked[frames][None]
+            scale = kspace_scale(window_kspace).reshape(())
+            return window_kspace / scale, mask[frames][None, :, None], masked / scale, mask, t
+        return window
+
     def _reconstruct_slice(self, kspace: torch.Tensor, mask: torch.Tensor, meta: VolumeMeta,
-                           frames: list[int] | None = None) -> np.ndarray:
+                           frames: list[int] | None = None, generator=None) -> np.ndarray:
         """kspace (nt, nc, ny, nx), mask (nt, ny, nx) -> (nt or len(frames), ny, nx); halves the batch on cuda OOM."""
         batch_size = self.batch_size
         while True:
             try:
-                return self._run_frames(kspace, mask, meta, batch_size, frames)
+                return self._run_frames(kspace, mask, meta, batch_size, frames, generator or self.generator)
             except torch.cuda.OutOfMemoryError:
                 if batch_size == 1:
                     raise
@@ -76,12 +99,12 @@ class GenreReconstructor:
 
     @torch.inference_mode()
     def _run_frames(self, kspace: torch.Tensor, mask: torch.Tensor, meta: VolumeMeta, batch_size: int,
-                    frames: list[int] | None = None) -> np.ndarray:
+                    frames: list[int] | None, generator) -> np.ndarray:
         nt = kspace.shape[0]
         targets = list(range(nt)) if frames is None else list(frames)
-        size = self.generator.config.adjacent_frames
+        size = generator.config.adjacent_frames
         masked = kspace * mask[:, None]
-        shared = shared_kspace(masked, mask)[None] if self.generator.config.view_sharing else None
+        shared = shared_kspace(masked, mask)[None] if generator.config.view_sharing else None
         images = []
         for start in range(0, len(targets), batch_size):
             windows = torch.tensor([adjacent_frames(t, nt, size, meta.cyclic)
@@ -95,7 +118,7 @@ class GenreReconstructor:
             for dims in self.reflections:
                 reflected_shared = None if window_shared is None else reflect(window_shared, dims)
                 with torch.autocast("cuda", dtype=torch.float16, enabled=self.amp):
-                    result = self.generator(reflect(window_kspace, dims), reflect(window_mask, dims), meta.num_acs,
+                    result = generator(reflect(window_kspace, dims), reflect(window_mask, dims), meta.num_acs,
                                             meta.radial, reflected_shared)
                 image = image + reflect(result.image.float(), dims)
             images.append(image / len(self.reflections) * scale[:, None, None])

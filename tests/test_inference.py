@@ -94,11 +94,11 @@ def test_out_of_memory_retries_with_half_the_batch(weights, monkeypatch):
     tried = []
     original = GenreReconstructor._run_frames
 
-    def fail_above_two(self, kspace, mask, meta, batch_size):
+    def fail_above_two(self, kspace, mask, meta, batch_size, *rest):
         tried.append(batch_size)
         if batch_size > 2:
             raise torch.cuda.OutOfMemoryError("simulated")
-        return original(self, kspace, mask, meta, batch_size)
+        return original(self, kspace, mask, meta, batch_size, *rest)
 
     monkeypatch.setattr(GenreReconstructor, "_run_frames", fail_above_two)
     kspace, mask = volume(3, 1, 4, 16, 16)
@@ -145,3 +145,11 @@ def test_kspace_scale_is_the_zero_filled_maximum():
     assert scale.shape == (3,) and scale.dtype == torch.float32
     torch.testing.assert_close(scale[0], rss(ifft2c(kspace[0]), dim=1).max())
     assert scale[1] == 1 and scale[2] == 1
+
+
+def test_reconstruct_frames_equals_the_same_frames_of_a_whole_reconstruction(reconstructor):
+    kspace, mask = volume(7, 1, 4, 24, 20, seed=5)
+    whole = reconstructor.reconstruct(kspace, mask, CINE)[:, 0]
+    chosen = [6, 0, 3]
+    np.testing.assert_allclose(reconstructor.reconstruct_frames(kspace[:, 0], mask, CINE, chosen), whole[chosen],
+                               rtol=1e-5, atol=1e-6)
