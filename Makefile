@@ -52,11 +52,14 @@ train:
 	  --export weights/genre_cmr.pt $(TRAIN_ARGS)
 
 ## eval: held-out trees, predict with genre / cgsense / zerofilled, 2024 metric; writes docs/results.md;
-## and the reflection ensembles on validation windows (how predict.py's default was chosen)
+## the reflection ensembles on validation windows (how predict.py's default was chosen); and held-out anatomy
+## at native size for every input kind plus the real k-space (docs/native-eval.md, docs/figures/)
 eval:
 	[ -d data/genre/eval ] || $(PYTHON) -m training.build_data data/genre
 	$(PYTHON) -m benchmarks.ensemble_validation --data data/genre/train --out docs/ensemble-validation.md
 	$(PYTHON) -m benchmarks.evaluate --data data/genre --out $(OUT)/eval --results docs/results.md
+	$(PYTHON) -m benchmarks.native_eval --weights weights/genre_cmr.pt --labels "GENRE shipped" --subjects 1 \
+	  --out docs/native-eval.md --figures docs/figures --json $(OUT)/native-eval.json
 
 ## ablations: the full method and --no-ear / --no-sda / --no-residual, each the same short CPU budget
 ## (preset ablation), scored on the held-out seen cine; writes docs/ablations.md
@@ -80,6 +83,7 @@ faults:
 bench: sample-data
 	$(PYTHON) -m benchmarks.bench_model --out docs/benchmarks.md
 	$(PYTHON) -m benchmarks.bench_predict --tree $(SAMPLE)/2024/input --method genre --out docs/benchmarks.md
+	$(PYTHON) -m benchmarks.bench_allocator --out docs/benchmarks.md
 
 clean:
 	rm -rf $(OUT) $(SAMPLE)

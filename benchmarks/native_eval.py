@@ -175,8 +175,10 @@ def meta_of(case: Case) -> VolumeMeta:
 
 
 def cg_sense(case: Case) -> np.ndarray:
-    masked = (case.kspace * case.mask[:, None])[:, None]
-    return CGSense().reconstruct(masked, case.mask, meta_of(case))[case.frame, 0]
+    """CG-SENSE of the scored frame alone (its maps from its own ACS lines, which every frame carries)."""
+    frame = slice(case.frame, case.frame + 1)
+    masked = (case.kspace[frame] * case.mask[frame][:, None])[:, None]
+    return CGSense().reconstruct(masked, case.mask[frame], meta_of(case))[0, 0]
 
 
 def scored(reference: np.ndarray, image: np.ndarray) -> tuple[float, float]:
@@ -185,23 +187,27 @@ def scored(reference: np.ndarray, image: np.ndarray) -> tuple[float, float]:
     return score.psnr, score.ssim
 
 
-def evaluate(cases: list[Case], reconstructors: dict[str, GenreReconstructor], keep: dict | None = None
-             ) -> list[Row]:
-    """Every method on every case. ``keep``: {case index: {}} filled with the images for the figures."""
+def evaluate(cases: list[Case], reconstructors: dict[str, GenreReconstructor], keep: dict | None = None,
+             baselines: bool = True) -> list[Row]:
+    """Every method on every case. ``keep``: {case index: {}} filled with the images for the figures.
+    ``baselines``: score zero-filled and CG-SENSE too (else they are computed for the figures' cases only)."""
     rows = []
     for index, case in enumerate(cases):
         reference = case.reference
-        images = {"zero-filled": zero_filled(case), "CG-SENSE": cg_sense(case)}
+        figure = keep is not None and index in keep
+        images = {"zero-filled": zero_filled(case), "CG-SENSE": cg_sense(case)} if baselines or figure else {}
         masked = case.kspace * case.mask[:, None]
         for label, reconstructor in reconstructors.items():
             images[label] = reconstructor.reconstruct_frames(masked, case.mask, meta_of(case), [case.frame])[0]
         for method, image in images.items():
-            rows.append(Row(case.group, case.kind, case.pattern, case.acceleration, case.name, method,
-                            *scored(reference, image)))
-        if keep is not None and index in keep:
+            if baselines or method in reconstructors:
+                rows.append(Row(case.group, case.kind, case.pattern, case.acceleration, case.name, method,
+                                *scored(reference, image)))
+        if figure:
             keep[index] = {"reference": reference, **images}
+        scored_here = len(images) if baselines else len(reconstructors)
         print(f"{index + 1}/{len(cases)} {case.group} {case.kind} {case.pattern}{case.acceleration}: " +
-              ", ".join(f"{r.method} {r.psnr:.2f}" for r in rows[-len(images):]), flush=True)
+              ", ".join(f"{r.method} {r.psnr:.2f}" for r in rows[-scored_here:]), flush=True)
     return rows
 
 
@@ -220,7 +226,8 @@ def format_section(rows: list[Row], command: str, machine: dict, weights: dict[s
     methods, cells = summary(rows)
     lines = [BEGIN, "## Native size, every input kind, real k-space (benchmarks/native_eval.py)", "",
              f"`{command}` on {datetime.date.today().isoformat()}; {format_machine(machine)}.",
-             f"GENRE rows: `--ensemble {ensemble}`; " + "; ".join(f"{k} = `{v}`" for k, v in weights.items()) + ".",
+             f"GENRE rows: `--ensemble {ensemble}`; " + "; ".join(f"{k} = `{v}`" if v else k
+                                                                   for k, v in weights.items()) + ".",
              "2024 metric (z-score per image) on each case's centre frame, whole image; PSNR dB / SSIM, mean over "
              "the cases (n).", ""]
     lines.append("| group | kind | mask | AF | n | " + " | ".join(methods) + " |")
@@ -261,6 +268,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("docs/native-eval.md"))
     parser.add_argument("--figures", type=Path, default=Path("docs/figures"))
     parser.add_argument("--json", type=Path, help="every row as JSON")
+    parser.add_argument("--no-baselines", action="store_true",
+                        help="score the weights only (zero-filled and CG-SENSE rows come from --merge)")
+    parser.add_argument("--merge", type=Path, nargs="*", default=[],
+                        help="rows of earlier runs (their --json) shown in the same table, e.g. baselines")
     args = parser.parse_args(argv)
     labels = args.labels or [f"GENRE {w.stem}" for w in args.weights]
     if len(labels) != len(args.weights):
@@ -285,7 +296,8 @@ def main(argv: list[str] | None = None) -> int:
     if pick is not None:
         shown[pick] = "heldout-cine-ktuniform16.png"
     keep = {index: {} for index in shown}
-    rows = evaluate(cases, reconstructors, keep)
+    rows = [Row(**r) for path in args.merge for r in json.loads(path.read_text())]
+    rows += evaluate(cases, reconstructors, keep, baselines=not args.no_baselines)
     figures = []
     for index, filename in shown.items():
         if keep.get(index):
@@ -295,12 +307,13 @@ def main(argv: list[str] | None = None) -> int:
             figures.append(str(Path("figures") / filename))
     command = shlex.join(["python", "-m", "benchmarks.native_eval", *(sys.argv[1:] if argv is None else argv)])
     weights = {label: f"{w} (sha256 {file_sha256(w)[:12]})" for label, w in zip(labels, args.weights)}
+    weights.update({f"rows merged from {path}": "" for path in args.merge})
     text = args.out.read_text() if args.out.exists() else "# Native-size evaluation\n"
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(replace_section(text, format_section(rows, command, machine_summary(), weights,
                                                               args.ensemble, figures), BEGIN, END))
     if args.json:
-        args.json.write_text(json.dumps([asdict(r) for r in rows], indent=1))
+        args.json.write_text(json.dumps([asdict(r) for r in rows], indent=1))   # merged rows included
     print(f"wrote {args.out}")
     return 0
 
