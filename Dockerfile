@@ -10,15 +10,17 @@ ARG PIP_CERT=
 
 WORKDIR /app
 COPY requirements.txt /app/requirements.txt
-# torch comes from the base image; install the rest and fail the build if torch changed or lost sm_70.
+# The sm_70 check reads the arch flags compiled into torch: no GPU is visible during `docker build`.
+COPY docker/check_torch.py /tmp/check_torch.py
+# torch comes from the base image; install the rest and fail the build if torch changed or lacks sm_70.
 RUN set -eu; \
     before=$(python -c "import torch; print(torch.__version__)"); \
     grep -v '^torch' /app/requirements.txt > /tmp/requirements-no-torch.txt; \
     PIP_CERT="${PIP_CERT}" python -m pip install --no-cache-dir -r /tmp/requirements-no-torch.txt; \
     after=$(python -c "import torch; print(torch.__version__)"); \
     test "$before" = "$after" || { echo "torch changed from $before to $after"; exit 1; }; \
-    python -c "import torch, sys; arch = torch.cuda.get_arch_list() if torch.version.cuda else []; \
-sys.exit(0 if (not torch.version.cuda or 'sm_70' in arch) else 'torch build lacks sm_70: %s' % arch)"
+    python /tmp/check_torch.py --require sm_70; \
+    rm /tmp/check_torch.py /tmp/requirements-no-torch.txt
 
 COPY predict.py /app/predict.py
 COPY model /app/model

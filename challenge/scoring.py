@@ -9,6 +9,9 @@ Spec: ../shared/docs/cmrxrecon-format.md section 5. scikit-image is not needed a
 ``psnr`` reproduce ``skimage.metrics`` (defaults, float32 kept float32 as skimage does).
 
     python -m challenge.scoring --gt GT_ROOT --recon RECON_ROOT --year 2024 [--json OUT.json] [--markdown OUT.md]
+
+Exit status: 0 when every file is valid (w = 1), 1 when any is invalid or missing or the official scorer would
+abort (the tables and JSON are still written), 2 when the ground truth or the labels cannot be read.
 """
 from __future__ import annotations
 
@@ -128,7 +131,8 @@ def score_file(gt_array: np.ndarray, recon_array: np.ndarray, year: int, *, test
     if year == 2025 and test_phase:
         gt_array, recon_array = np.squeeze(gt_array), np.squeeze(recon_array)
     if gt_array.shape != recon_array.shape:
-        return _invalid(f"shape mismatch: ground truth {gt_array.shape}, reconstruction {recon_array.shape}")
+        return _invalid(f"shape mismatch: ground truth {gt_array.shape}, reconstruction {recon_array.shape}"
+                        + _crop_hint(gt_array.shape, recon_array.shape))
     if np.iscomplexobj(recon_array):
         return _invalid(f"reconstruction is complex ({recon_array.dtype}), not a magnitude image")
     if not np.issubdtype(recon_array.dtype, np.number):
@@ -152,6 +156,17 @@ def score_file(gt_array: np.ndarray, recon_array: np.ndarray, year: int, *, test
     per_image = np.asarray(values, dtype=np.float64)
     means = _nanmean(per_image, axis=0) if (year == 2024 and test_phase) else per_image.mean(axis=0)
     return FileScore(psnr=float(means[0]), ssim=float(means[1]), nmse=float(means[2]), num_images=len(values))
+
+
+def _crop_hint(gt_shape: tuple[int, ...], recon_shape: tuple[int, ...]) -> str:
+    """Why a full-size reconstruction fails against a cropped ground truth, when that is the case."""
+    if len(gt_shape) < 2 or len(recon_shape) < 2:
+        return ""
+    cropped = (rules.matlab_round(recon_shape[0] / 3), rules.matlab_round(recon_shape[1] / 2))
+    if tuple(gt_shape[:2]) != cropped:
+        return ""
+    return (" (the ground truth is the run4Ranking crop of a full-size reconstruction: predict with --crop, "
+            "or score against the full-size ground truth, e.g. gt_full)")
 
 
 def _nanmean(values: np.ndarray, axis: int | None = None) -> np.ndarray:
@@ -474,7 +489,21 @@ def main(argv: list[str] | None = None) -> int:
         args.markdown.write_text(format_markdown(report))
     for error in report.errors:
         print(f"error: {error}", file=sys.stderr)
-    return 1 if report.errors else 0
+    problem = invalid_files_message(report)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+    return 1 if (report.errors or problem) else 0
+
+
+def invalid_files_message(report: ScoreReport) -> str | None:
+    """None when every ground-truth file has a valid reconstruction (w = 1); otherwise how many do not and
+    the first reason, so a run that scored nothing cannot pass for one that scored."""
+    invalid = [f for f in report.files if not f.score.valid]
+    if not invalid:
+        return None
+    first = invalid[0]
+    return (f"{len(invalid)} of {len(report.files)} files invalid or missing "
+            f"(w = {report.overall.success_rate:.3f}); first: {first.relative_path}: {first.score.invalid_reason}")
 
 
 if __name__ == "__main__":

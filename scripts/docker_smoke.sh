@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
-# Build the real Dockerfile with buildah on a stand-in base (the CUDA base cannot be pulled here), run the
-# image's own ENTRYPOINT+CMD on the 2024 sample tree with /input read-only and no network, then re-check
-# every output independently (scorer against the ground truth; w must be 1).
+# Build the real Dockerfile with buildah on a stand-in base (the CUDA base cannot be pulled here) that carries
+# the real base's torch version as a CUDA build, so the Dockerfile's sm_70 check runs as it will there (CUDA
+# build, no GPU visible); run the image's own ENTRYPOINT+CMD (CPU execution) on the 2024 sample tree with
+# /input read-only and no network, then re-check every output independently (scorer against the ground truth; w must be 1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export STORAGE_DRIVER=vfs
 BUILDAH="buildah --storage-driver vfs"
 IMAGE=localhost/genre-cmr:smoke
-STANDIN=localhost/genre-standin-base
+TORCH_VERSION=${TORCH_VERSION:-2.6.0}    # pytorch/pytorch:2.6.0-cuda12.6-cudnn9-runtime
+STANDIN=localhost/genre-standin-base-torch$TORCH_VERSION
 ROOTFS_IMAGE=localhost/genre-bookworm-minbase
 SAMPLE=data/sample/2024
 OUT=build/docker-smoke/output
 CERT=$(python3 -c "import ssl; print(ssl.get_default_verify_paths().cafile or '/etc/ssl/certs/ca-certificates.crt')")
-WHEELS=$(pip config get global.find-links 2>/dev/null || echo /opt/wheels)
 
 for tool in buildah debootstrap podman unshare; do
   command -v "$tool" >/dev/null || { echo "docker-smoke needs $tool (apt-get install buildah debootstrap podman)"; exit 2; }
@@ -26,15 +27,19 @@ if ! $BUILDAH inspect "$ROOTFS_IMAGE" >/dev/null 2>&1; then
   rm -rf build/rootfs
 fi
 if ! $BUILDAH inspect "$STANDIN" >/dev/null 2>&1; then
-  echo "== stand-in base (python3 + CPU torch 2.13.0)"
+  echo "== stand-in base (python3 + torch $TORCH_VERSION from PyPI, a CUDA build)"
   $BUILDAH bud --isolation chroot -f docker/standin.Dockerfile --build-arg ROOTFS_IMAGE="$ROOTFS_IMAGE" \
-    --build-arg PIP_CERT=/run/host-ca.crt -v "$CERT":/run/host-ca.crt:ro -v "$WHEELS":/wheels:ro \
-    -t "$STANDIN" docker
+    --build-arg TORCH_VERSION="$TORCH_VERSION" --build-arg PIP_CERT=/run/host-ca.crt \
+    -v "$CERT":/run/host-ca.crt:ro -t "$STANDIN" docker
 fi
 
 echo "== build $IMAGE from ./Dockerfile"
+mkdir -p build/docker-smoke
 $BUILDAH bud --isolation chroot --build-arg BASE_IMAGE="$STANDIN" --build-arg PIP_CERT=/run/host-ca.crt \
-  -v "$CERT":/run/host-ca.crt:ro -t "$IMAGE" .
+  -v "$CERT":/run/host-ca.crt:ro -t "$IMAGE" . 2>&1 | tee build/docker-smoke/build.log
+# The stand-in exists so that the check meets a CUDA build: a CPU torch would skip it.
+grep -q "^check_torch: torch .*, CUDA .*: has sm_70" build/docker-smoke/build.log \
+  || { echo "docker-smoke: the build's sm_70 check did not run on a CUDA build of torch"; exit 1; }
 
 [ -d "$SAMPLE/input" ] || python3 -m challenge.sample_data data/sample --years 2024
 rm -rf "$OUT" && mkdir -p "$OUT"

@@ -300,9 +300,10 @@ def test_cli_prints_a_table_and_writes_json_and_markdown(tmp_path, capsys):
     out_json, out_md = tmp_path / "out" / "scores.json", tmp_path / "out" / "scores.md"
     code = scoring.main(["--gt", str(tmp_path / "gt"), "--recon", str(recon), "--year", "2024",
                          "--json", str(out_json), "--markdown", str(out_md)])
-    assert code == 0
-    printed = capsys.readouterr().out
-    assert "Cine/Uniform4" in printed and "missing reconstruction" in printed
+    assert code == 1                # one file missing: reported, written, and not a pass
+    captured = capsys.readouterr()
+    assert "Cine/Uniform4" in captured.out and "missing reconstruction" in captured.out
+    assert "1 of 2 files invalid or missing (w = 0.500)" in captured.err
     report = json.loads(out_json.read_text())
     assert report["overall"]["num_files"] == 2 and report["overall"]["num_valid"] == 1
     assert report["overall"]["success_rate"] == 0.5
@@ -313,3 +314,23 @@ def test_cli_prints_a_table_and_writes_json_and_markdown(tmp_path, capsys):
 def test_cli_fails_cleanly_without_ground_truth(tmp_path, capsys):
     assert scoring.main(["--gt", str(tmp_path), "--recon", str(tmp_path), "--year", "2023"]) == 2
     assert "no ground-truth" in capsys.readouterr().err
+
+
+def test_cli_exits_zero_only_when_every_file_is_valid(tmp_path, capsys):
+    _gt_tree(tmp_path / "gt", _FILES_2024[:2])
+    assert scoring.main(["--gt", str(tmp_path / "gt"), "--recon", str(tmp_path / "gt"), "--year", "2024"]) == 0
+    assert "error" not in capsys.readouterr().err
+
+
+def test_full_size_recon_against_cropped_gt_fails_and_says_why(tmp_path, capsys):
+    # A new user's first mistake: test-phase (full-size) outputs scored against the run4Ranking crop.
+    full = _gt_tree(tmp_path / "recon", _FILES_2024[:2], shape=(72, 38, 2, 3))
+    for name, array in full.items():
+        _save(tmp_path / "gt" / name, array[24:48, 10:29])          # round(72/3) x round(38/2)
+    code = scoring.main(["--gt", str(tmp_path / "gt"), "--recon", str(tmp_path / "recon"), "--year", "2024"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "2 of 2 files invalid or missing (w = 0.000)" in err
+    assert "shape mismatch" in err and "--crop" in err and "gt_full" in err
+    # A plain mismatch gets no crop hint.
+    assert "crop" not in score_file(np.ones((24, 19)), np.ones((30, 19)), 2024).invalid_reason
