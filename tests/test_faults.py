@@ -258,10 +258,11 @@ def test_checker_catches_mismatches(runs, tree):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1500)   # every scenario again in a child process: ~30 predict.py runs
 def test_make_faults_command(tmp_path):
     """`python -m challenge.fault_tree --run OUT` (the Makefile's `faults`) builds, runs, checks, exits 0."""
     finished = subprocess.run([sys.executable, "-m", "challenge.fault_tree", "--run", str(tmp_path / "faults")],
-                              cwd=REPO, capture_output=True, text=True, timeout=600)
+                              cwd=REPO, capture_output=True, text=True, timeout=1500)
     assert finished.returncode == 0, finished.stdout[-4000:] + finished.stderr[-2000:]
     assert "0 mismatched" in finished.stdout and "truncated_hdf5" in finished.stdout
     fault_tree.remove_tree(tmp_path / "faults")
