@@ -2,9 +2,11 @@
 
     python predict.py [--input /input] [--output /output] [--method genre] [--shard K/N] [--resume] ...
 
-Exit status: 0 when every file has a valid output (success rate w = 1), 1 when some file failed or there was
-nothing to reconstruct, 2 for unusable arguments or an output root that cannot be written. The report table
-goes to stdout (the organisers' log), progress bars to stderr.
+Exit status: 0 when every file has a valid output (success rate w = 1), 1 when some file failed, there was
+nothing to reconstruct or the report could not be written, 2 for unusable arguments or environments (an
+unknown --device, CUDA asked for and absent, a malformed RANK/WORLD_SIZE) or an output root that cannot be
+written. The report table goes to stdout (the organisers' log), progress bars to stderr; a closed stdout or
+stderr never stops the run.
 """
 import argparse
 import logging

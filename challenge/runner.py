@@ -79,18 +79,39 @@ def run(options: RunOptions, reconstructor_factory: ReconstructorFactory | None 
     prepare_output_root(input_root, output_root)
     factory = reconstructor_factory or _default_factory(options, shard)
 
-    discovery = discover(input_root)
-    jobs = sorted(discovery.jobs, key=lambda job: str(job.relative_path))
-    mine = [job for index, job in enumerate(jobs) if index % shard[1] == shard[0]]
-    log.info("%d files to reconstruct under %s (%d skipped, %d unreadable); shard %d/%d: %d files",
-             len(jobs), input_root, len(discovery.skipped), len(discovery.errors), *shard, len(mine))
-
     report = RunReport(input_root=str(input_root), output_root=str(output_root),
-                       requested_method=options.method, primary_method=options.method, shard=shard,
-                       other_shards_files=len(jobs) - len(mine))
+                       requested_method=options.method, primary_method=options.method, shard=shard)
     if shard_note:
         log.warning(shard_note)
         report.notes.append(shard_note)
+    guard = output_safety.InputGuard(input_root, [])
+    try:
+        guard = _run_shard(options, factory, report, input_root, output_root)
+    except Exception as error:      # whatever happens, the report says it and is written
+        log.exception("the run stopped unexpectedly")
+        report.error = f"the run stopped unexpectedly: {type(error).__name__}: {error}"
+
+    report.files.sort(key=lambda result: result.input_relative)
+    report.seconds = time.monotonic() - started
+    report_path = output_root / report_name(shard)
+    problem = guard.problem(report_path)
+    if problem is None:
+        report.save(report_path)
+    else:
+        report.error = f"the run report was not written: {problem}"
+    return report
+
+
+def _run_shard(options: RunOptions, factory: ReconstructorFactory, report: RunReport, input_root: Path,
+               output_root: Path) -> output_safety.InputGuard:
+    """Discover, reconstruct this shard's files into ``report``; returns the input guard it used."""
+    shard = report.shard
+    discovery = discover(input_root)
+    jobs = sorted(discovery.jobs, key=lambda job: str(job.relative_path))
+    mine = [job for index, job in enumerate(jobs) if index % shard[1] == shard[0]]
+    report.other_shards_files = len(jobs) - len(mine)
+    log.info("%d files to reconstruct under %s (%d skipped, %d unreadable); shard %d/%d: %d files",
+             len(jobs), input_root, len(discovery.skipped), len(discovery.errors), *shard, len(mine))
     if shard[0] == 0:  # the other shards would count the same discovery errors again
         report.files.extend(_discovery_failure(discovery.root, error) for error in discovery.errors)
     if not jobs and not discovery.errors:
@@ -124,16 +145,7 @@ def run(options: RunOptions, reconstructor_factory: ReconstructorFactory | None 
         expected_shapes = pipeline.expected_shapes
     _settle_failed_outputs(report, output_root, expected_shapes, guard)
     remove_temporary_files(output_root, input_root, shard, mine)
-
-    report.files.sort(key=lambda result: result.input_relative)
-    report.seconds = time.monotonic() - started
-    report_path = output_root / report_name(shard)
-    problem = guard.problem(report_path)
-    if problem is None:
-        report.save(report_path)
-    else:
-        report.error = f"the run report was not written: {problem}"
-    return report
+    return guard
 
 
 def _settle_failed_outputs(report: RunReport, output_root: Path, expected_shapes: dict, guard) -> None:

@@ -248,3 +248,15 @@ def test_predict_into_a_pipe_closed_after_two_lines_finishes(two, tmp_path):
     process.stdout.close()
     assert process.wait(timeout=240) == 0
     assert (out / "run_report.json").is_file()
+
+
+def test_an_unexpected_error_outside_any_file_still_writes_the_report(two, tmp_path, monkeypatch):
+    root, _ = two
+
+    def broken_discovery(root):
+        raise RuntimeError("injected: the walk broke")
+    monkeypatch.setattr(runner, "discover", broken_discovery)
+    report = run(options(root, tmp_path / "out"), factory_of())
+    assert report.exit_code == 1 and "injected: the walk broke" in report.error
+    saved = (tmp_path / "out" / "run_report.json").read_text()
+    assert "injected: the walk broke" in saved
