@@ -756,9 +756,9 @@ def _collect_outputs(output_root: Path, input_root: Path, result: RunResult) -> 
     """Every file under the output root (the input root left out when it lies inside) and the report."""
     if not output_root.is_dir():
         return
-    inside = input_root.resolve()
+    inside = os.path.abspath(input_root) + os.sep          # links not followed: OUT may be relative
     result.output_files = {str(PurePosixPath(*p.relative_to(output_root).parts)) for p in _walk(output_root)
-                           if not p.is_dir() and inside not in p.parents and p != inside
+                           if not p.is_dir() and not os.path.abspath(p).startswith(inside)
                            and not p.name.startswith(BALLAST_NAME)}
     reports = sorted(output_root.glob("run_report*.json"))
     if len(reports) == 1:
@@ -766,17 +766,24 @@ def _collect_outputs(output_root: Path, input_root: Path, result: RunResult) -> 
 
 
 def _run_child(command: list[str], scenario: Scenario, pipe_lines: int | None) -> dict:
-    """predict.py in a child process: exit status, output, peak RSS (wait4), seconds; ``pipe_lines``: read that
-    many lines of stdout+stderr, then close the pipe as `| head -N` does. A child that outlives the timeout
-    is killed and reported as hung."""
+    """predict.py in a child process: exit status, output, peak RSS, seconds; ``pipe_lines``: read that many
+    lines of stdout+stderr, then close the pipe as `| head -N` does. A child that outlives the timeout is killed
+    and reported as hung. The peak RSS comes from /usr/bin/time (a small parent: a child forked from this
+    process would inherit this process's high-water mark in wait4's ru_maxrss); None where it is missing."""
     env = {**os.environ, **scenario.env}
     started = time.monotonic()
+    timer = shutil.which("time", path="/usr/bin:/bin")
+    rss_file = tempfile.NamedTemporaryFile(prefix="fault-tree-rss-", delete=False)
+    rss_file.close()
+    if timer:
+        command = [timer, "-q", "-f", "%M", "-o", rss_file.name, *command]
     with tempfile.TemporaryFile("w+") as sink:
         if pipe_lines is None:
-            process = subprocess.Popen(command, cwd=REPO, stdout=sink, stderr=subprocess.STDOUT, text=True, env=env)
+            process = subprocess.Popen(command, cwd=REPO, stdout=sink, stderr=subprocess.STDOUT, text=True, env=env,
+                                       start_new_session=True)
         else:
             process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                       text=True, env=env)
+                                       text=True, env=env, start_new_session=True)
             lines = [process.stdout.readline() for _ in range(pipe_lines)]
             process.stdout.close()
             sink.write("".join(lines))
@@ -790,7 +797,7 @@ def _run_child(command: list[str], scenario: Scenario, pipe_lines: int | None) -
                 break
             if time.monotonic() - started > timeout:
                 hung = True
-                process.kill()
+                os.killpg(process.pid, 9)         # its own session: the timer and predict.py both
                 _, status, usage = os.wait4(process.pid, 0)
                 process.returncode, rss_kib = os.waitstatus_to_exitcode(status), usage.ru_maxrss
                 break
@@ -799,7 +806,13 @@ def _run_child(command: list[str], scenario: Scenario, pipe_lines: int | None) -
         output = sink.read()
     if hung:
         output += f"\n(killed after {timeout} s: the run hung)"
-    return {"exit_code": None if hung else exit_code, "output": output, "peak_rss_mib": rss_kib / 1024,
+    try:
+        peak = int(Path(rss_file.name).read_text().split()[-1]) / 1024 if timer else None
+    except (OSError, ValueError, IndexError):
+        peak = None
+    finally:
+        os.unlink(rss_file.name)
+    return {"exit_code": None if hung else exit_code, "output": output, "peak_rss_mib": peak,
             "seconds": time.monotonic() - started, "hung": hung}
 
 
@@ -870,7 +883,7 @@ def _plant(out: Path, output_root: Path, plant: dict[str, str]) -> None:
         elif kind == "wrong_shape":
             scipy.io.savemat(path, {"img4ranking": np.ones((5, 5), np.float32)})
         elif kind.startswith("link:"):
-            path.symlink_to(out / kind[len("link:"):])
+            path.symlink_to(Path(out).resolve() / kind[len("link:"):])   # absolute: OUT may be relative
         else:
             raise ValueError(f"unknown plant {kind!r}")
 
