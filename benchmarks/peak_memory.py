@@ -79,14 +79,56 @@ def measure(tree: Path, output: Path, method: str, bound_gb: float) -> dict:
             "tail": text[-600:]}
 
 
+_SLICE_PROBE = """
+import sys, numpy as np
+from model.reconstruction import VolumeMeta, build_reconstructor
+from challenge import masks
+def status(key):
+    for line in open('/proc/self/status'):
+        if line.startswith(key):
+            return int(line.split()[1]) * 1024
+nt, nc, ny, nx = (int(v) for v in sys.argv[2:6])
+rng = np.random.default_rng(0)
+kspace = (rng.standard_normal((nt, 1, nc, ny, nx), np.float32)
+          + 1j * rng.standard_normal((nt, 1, nc, ny, nx), np.float32)).astype(np.complex64)
+mask = np.broadcast_to(masks.make_mask('Uniform', 1, ny, nx, 4, 16, rng)[0], (nt, ny, nx))
+kspace *= mask[:, None, None]
+reconstructor = build_reconstructor(sys.argv[1], device='cpu')
+before = status('VmRSS')
+reconstructor.reconstruct(kspace, mask, VolumeMeta(num_acs=16, radial=False, cyclic=True, name='probe'))
+print(before, status('VmHWM'), kspace.nbytes)
+"""
+
+
+def slice_working_memory(method: str, shape: tuple[int, ...]) -> dict:
+    """A reconstructor's working memory for one slice of ``shape`` (nt, nz, nc, ny, nx), in a fresh process:
+    (VmHWM after one slice - VmRSS before it) / the slice's k-space bytes (challenge.memory.SLICE_COPIES)."""
+    nt, _, nc, ny, nx = shape
+    finished = subprocess.run([sys.executable, "-c", _SLICE_PROBE, method, str(nt), str(nc), str(ny), str(nx)],
+                              cwd=REPO, capture_output=True, text=True, check=True)
+    before, peak, slice_bytes = (int(v) for v in finished.stdout.split()[-3:])
+    return {"method": method, "slice_gib": slice_bytes / 2 ** 30, "rss_before_gib": before / 2 ** 30,
+            "peak_gib": peak / 2 ** 30, "copies": (peak - before) / slice_bytes}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--work", type=Path, default=REPO / "build" / "peak_memory")
     parser.add_argument("--shape", type=int, nargs=5, default=DEFAULT_SHAPE)
     parser.add_argument("--methods", nargs="+", default=["zerofilled", "cgsense"])
     parser.add_argument("--bounds", type=float, nargs="+", default=[1.5, 3.0, 16.0])
+    parser.add_argument("--slice-only", action="store_true",
+                        help="only each method's working memory for one slice (no input file, no predict.py)")
     args = parser.parse_args(argv)
     shape = tuple(args.shape)
+    if args.slice_only:
+        print("| method | one slice of k-space (GiB) | RSS before (GiB) | peak (GiB) | working copies of the slice |\n"
+              "|---|---|---|---|---|")
+        for method in args.methods:
+            row = slice_working_memory(method, shape)
+            print(f"| {method} | {row['slice_gib']:.3f} | {row['rss_before_gib']:.2f} | {row['peak_gib']:.2f} | "
+                  f"{row['copies']:.1f} |", flush=True)
+        return 0
     tree = args.work / "input"
     path = write_large_input(tree, shape)
     gib = np.prod(shape) * 8 / 2 ** 30

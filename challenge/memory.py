@@ -27,7 +27,10 @@ KSPACE_ITEM_BYTES = 8                 # complex64
 IMAGE_ITEM_BYTES = 4                  # float32
 IMAGE_COPIES = 3
 SLAB_COPIES = 4.0
-SLICE_COPIES = {"zerofilled": 3.0, "cgsense": 6.0, "genre": 6.0}
+# one slice's working memory / its k-space bytes, measured on a 12 x 10 x 246 x 512 slice (benchmarks.peak_memory
+# --slice-only, docs/faults.md): zerofilled 5.1, cgsense 7.6; rounded up. GENRE's CPU working memory is not
+# measured: it gets CG-SENSE's, which the fallback chain needs on the same slab anyway.
+SLICE_COPIES = {"zerofilled": 6.0, "cgsense": 8.5, "genre": 8.5}
 UNKNOWN_METHOD_SLICE_COPIES = max(SLICE_COPIES.values())
 
 
