@@ -2,13 +2,15 @@
 
 Three threads keep host memory bounded by a few volumes: a reader prefetches the next k-space (at most one
 item ahead) while the main thread reconstructs the current one, and a writer writes and re-reads finished
-outputs (at most two waiting). A volume larger than ``max_slab_bytes`` is read and reconstructed in slabs of
-slices and assembled (the output is much smaller than its k-space).
+outputs (at most two waiting). Each volume is read and reconstructed in slabs of slices sized so that the
+process stays under ``max_memory_bytes`` (challenge.memory); a volume whose one slice cannot fit fails alone.
 
-Every output is checked in memory (finite, not all zero, right shape) and re-read after writing (key,
-float32, exact expected shape). A failing primary method falls back to CG-SENSE, then zero-filled, so a
-file only fails when its input cannot be read or holds no data. Nothing is ever written under the input
-root; temporary files live beside their final output and never end in ``.mat``.
+Every output is checked in memory (finite, not all zero, right shape), written to a temporary file, flushed,
+re-read (key, float32, exact expected shape) and only then renamed into place; its row becomes valid only after
+that (challenge.output_safety). A failing primary method falls back to CG-SENSE, then zero-filled, so a file
+only fails when its input cannot be read or holds no data, or its output cannot be written. Nothing is ever
+written under the input root or onto an input (links resolved); temporary files live beside their final output
+and never end in ``.mat``.
 """
 import gc
 import logging
@@ -52,7 +54,7 @@ class RunOptions:
     batch_size: int = DEFAULT_BATCH_SIZE        # frames per forward pass; halved on CUDA out-of-memory
     amp: bool = False
     ensemble: int = DEFAULT_ENSEMBLE            # GENRE reflections averaged per window (model.reflection)
-    shard: tuple[int, int] | None = None        # (K, N): jobs i with i % N == K; None: RANK/WORLD_SIZE or (0, 1)
+    shard: tuple[int, int] | None = None        # (K, N): jobs i with i % N == K; None: RANK/WORLD_SIZE under torchrun, else (0, 1)
     resume: bool = False
     crop: bool = False                          # validation-phase run4Ranking crop
     max_memory_bytes: int = memory.DEFAULT_MAX_MEMORY_BYTES  # the process's peak host memory (challenge.memory)
