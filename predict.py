@@ -2,16 +2,20 @@
 
     python predict.py [--input /input] [--output /output] [--method genre] [--shard K/N] [--resume] ...
 
-Exit status: 0 when every file has a valid output (success rate w = 1), 1 when some file failed or there was
-nothing to reconstruct, 2 for unusable arguments or an output root that cannot be written. The report table
-goes to stdout (the organisers' log), progress bars to stderr.
+Exit status: 0 when every file has a valid output (success rate w = 1), 1 when some file failed, there was
+nothing to reconstruct or the report could not be written, 2 for unusable arguments or environments (an
+unknown --device, CUDA asked for and absent, a malformed RANK/WORLD_SIZE) or an output root that cannot be
+written. The report table goes to stdout (the organisers' log), progress bars to stderr; a closed stdout or
+stderr never stops the run.
 """
 import argparse
 import logging
 import sys
 from pathlib import Path
 
+from challenge.memory import DEFAULT_MAX_MEMORY_BYTES
 from challenge.runner import RunOptions, RunSetupError, run
+from challenge.safe_io import protect_standard_streams
 from model.allocator import retain_freed_memory
 from model.reconstruction import DEFAULT_BATCH_SIZE, DEFAULT_ENSEMBLE, DEFAULT_WEIGHTS, METHODS
 from model.reflection import ENSEMBLES
@@ -35,6 +39,16 @@ def positive_int(text: str) -> int:
     return value
 
 
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
+    return value
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--input", type=Path, default=Path("/input"), help="input root (read only)")
@@ -53,16 +67,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--adapt-seconds", type=float, default=120.0,
                         help="wall-time budget of --adapt per volume (default 120)")
     parser.add_argument("--shard", type=parse_shard, default=None,
-                        help="K/N: this process does files i with i %% N == K (default: RANK/WORLD_SIZE)")
+                        help="K/N: this process does files i with i %% N == K (default: RANK/WORLD_SIZE "
+                             "under torchrun, else the whole tree)")
     parser.add_argument("--resume", action="store_true", help="keep outputs that already validate")
     parser.add_argument("--crop", action="store_true", help="validation-phase run4Ranking crop")
-    parser.add_argument("--max-slab-gb", type=float, default=2.0,
-                        help="read and reconstruct a volume in slabs of slices of at most this much k-space")
+    parser.add_argument("--max-memory-gb", "--max-slab-gb", dest="max_memory_gb", type=positive_float,
+                        default=DEFAULT_MAX_MEMORY_BYTES / 2 ** 30,
+                        help="bound on the process's peak host memory in GiB: larger volumes are read and "
+                             "reconstructed in slabs of slices, a volume whose one slice does not fit fails "
+                             "(--max-slab-gb is the older name)")
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
+    protect_standard_streams()          # a closed stdout/stderr pipe must neither block nor kill the run
     args = parse_args(argv)
     retain_freed_memory()
     logging.basicConfig(level=args.log_level, stream=sys.stdout,
@@ -71,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
                          weights=args.weights, device=args.device, batch_size=args.batch_size, amp=args.amp,
                          ensemble=args.ensemble, adapt_steps=args.adapt, adapt_seconds=args.adapt_seconds,
                          shard=args.shard, resume=args.resume, crop=args.crop,
-                         max_slab_bytes=int(args.max_slab_gb * 2 ** 30))
+                         max_memory_bytes=int(args.max_memory_gb * 2 ** 30))
     try:
         report = run(options)
     except RunSetupError as error:

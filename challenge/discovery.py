@@ -70,6 +70,10 @@ def discover(input_root: Path | str) -> Discovery:
                 parsed = classify(root, path)
                 if isinstance(parsed, Job):
                     found.jobs.append(parsed)
+                elif _is_upper_case_input(root, path):
+                    # an input in all but the case of its extension: the organisers expect its output
+                    found.errors.append((path, f"extension {path.suffix!r} is not the challenge's '.mat' "
+                                               f"(names are case-sensitive); not reconstructed"))
                 else:
                     found.skipped.append((path, parsed))
             elif isinstance(classify(root, path), Job):
@@ -82,6 +86,12 @@ def discover(input_root: Path | str) -> Discovery:
     found.skipped.sort(key=lambda item: str(item[0]))
     found.errors.sort(key=lambda item: str(item[0]))
     return found
+
+
+def _is_upper_case_input(root: Path, path: Path) -> bool:
+    suffix = path.suffix
+    return (suffix.lower() == ".mat" and suffix != ".mat"
+            and isinstance(classify(root, path.with_name(path.stem + ".mat")), Job))
 
 
 def _decodable(name: str) -> bool:

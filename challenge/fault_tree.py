@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -40,7 +41,7 @@ import h5py
 import numpy as np
 import scipy.io
 
-from challenge import masks, matio, rules
+from challenge import masks, matio, output_safety, rules
 from challenge.report import BY_FALLBACK, BY_MODEL, FAILED, RESUMED, VALID_OUTCOMES
 
 REPO = Path(__file__).resolve().parent.parent
@@ -50,7 +51,11 @@ SHAPE = (3, 2, 4, 32, 40)          # (nt, nz, nc, ny, nx): small, 16 ACS lines f
 ACS = rules.ACS_LINES[2024]
 LARGE_SHAPE = (2, 24, 8, 128, 128)     # 50 MB of k-space ...
 SLAB_BYTES = 2 * 8 * 128 * 128 * 8     # ... read one slice (2 MB) at a time
-SCENARIO_DIRS = ("main", "injected", "bad_weights", "permissions", "empty_root", "blocker", "runs")
+SCENARIO_DIRS = ("main", "injected", "bad_weights", "permissions", "empty_root", "blocker", "runs", "guard",
+                 "nested_2023", "absurd", "small", "disk")
+ABSURD_SHAPE = (12, 200, 2, 8192, 5000)   # (nt, nz, nc, ny, nx): the image alone is 366 GiB of float32
+KEPT_NOTE = "validates and was kept"      # output_safety's note on an earlier output left at a failed input's path
+PIPE_TIMEOUT_S = 300                      # a run into a closed pipe that takes longer than this has hung
 PREDICT_TIMEOUT_S = 600
 
 
@@ -93,6 +98,15 @@ class Scenario:
     read_only_output: bool = False    # the output root has mode 555 for the run
     max_slab_bytes: int | None = None
     max_traced_bytes: int | None = None  # peak numpy memory of an in-process run must stay below this
+    # issue 17: what surrounds the run
+    plant: dict[str, str] = field(default_factory=dict)   # output relative -> folder | file | wrong_shape |
+                                                          # link:<path relative to OUT> (made before the run)
+    env: dict[str, str] = field(default_factory=dict)     # extra environment of the predict.py child
+    pipe_lines: int | None = None     # stdout+stderr into a pipe closed after this many lines (`| head -N`)
+    tmpfs_bytes: int | None = None    # the output root is a tmpfs of this size (needs mount; root)
+    prerun: bool = False              # run once before (a valid earlier run), then the scenario's run
+    disk_free_bytes: int | None = None  # fill the output filesystem after the prerun, leaving this much free
+    needs_no_cuda: bool = False       # only meaningful where CUDA is absent
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -332,6 +346,77 @@ def _write_permissions(root: Path, cases: list[Case]) -> list[str]:
     return [str(PurePosixPath(*p.relative_to(root).parts)) for p in (path, folder, mask_path)]
 
 
+def _write_guard(root: Path, cases: list[Case]) -> dict[str, str]:
+    """Issue 17's output-side faults on a 2024 tree: a folder where an output file goes, a file where an output
+    patient folder goes, a link at an output path to its own input, a link of an output patient folder into
+    the input root, a stale wrong-shape output of an input that fails. Returns the plant map."""
+    tree = _TreeWriter(root, "guard", cases)
+    tree.volume("valid_beside_blocked", "a valid file beside the blocked outputs", "P001")
+    tree.volume("folder_at_output_file", "a folder sits where the output file goes (left as it is)", "P002",
+                outcome=FAILED, reason="a folder sits at the output path")
+    tree.volume("file_at_output_patient_folder", "a regular file sits where the output patient folder goes",
+                "P003", outcome=FAILED, reason="writing")
+    tree.volume("output_link_to_its_input", "a symlink at the output path pointing to the input itself", "P004",
+                outcome=FAILED, reason="resolves to the input file")
+    tree.volume("output_folder_linked_into_input", "the output patient folder is a symlink into the input root",
+                "P005", outcome=FAILED, reason="resolves to the input file")
+    tree.volume("output_folder_linked_into_input_root", "an output patient folder linked to an empty folder "
+                "inside the input root", "P008", outcome=FAILED, reason="inside the input root")
+    path, _, _ = tree.volume("stale_wrong_shape_of_failed_input", "a truncated input whose output path holds a "
+                             "stale wrong-shape .mat (moved aside, reported)", "P006", outcome=FAILED,
+                             reason="cine_sax_kus_Uniform4.mat", note="moved aside")
+    with open(path, "r+b") as stream:
+        stream.truncate(int(path.stat().st_size * 0.5))
+    (root / "Cine" / "TestSet" / "empty").mkdir()
+    upper = tree.paths("P007")[0]
+    upper.parent.mkdir(parents=True)
+    matio.write_kspace_v73(upper.with_suffix(".MAT"), "kus", simulated_kspace(SHAPE, 7))
+    tree.expect("upper_case_extension", "an input named .MAT instead of .mat (a row, not a silent skip)",
+                upper.with_suffix(".MAT"), FAILED, reason="is not the challenge's '.mat'")
+    out = "Cine/TestSet/Task1/{}/cine_sax_kus_Uniform4.mat"
+    return {out.format("P002"): "folder", str(PurePosixPath(out.format("P003")).parent): "file",
+            out.format("P004"): "link:guard/input/" + str(tree.paths("P004")[0].relative_to(root)),
+            str(PurePosixPath(out.format("P005")).parent): "link:guard/input/"
+            + str(tree.paths("P005")[0].parent.relative_to(root)),
+            out.format("P006"): "wrong_shape",
+            str(PurePosixPath(out.format("P008")).parent): "link:guard/input/Cine/TestSet/empty"}
+
+
+def _write_2023_nested(top: Path, cases: list[Case]) -> None:
+    """A 2023 tree run as ``--input X/MultiCoil/Cine --output X``: the output path of every input is the
+    input itself."""
+    root = top / "MultiCoil" / "Cine"
+    path = root / "TestSet" / "AccFactor04" / "P001" / "cine_sax.mat"
+    path.parent.mkdir(parents=True)
+    mask = sampling_mask("Uniform", SHAPE, 4, 23)
+    kspace = simulated_kspace(SHAPE, 23) * mask[None, None, None]
+    matio.write_kspace_v73(path, "kspace_sub04", kspace.astype(np.complex64))
+    matio.write_mask_v73(path.with_name("cine_sax_mask.mat"), "mask04", mask.astype(np.float64))
+    job = rules.parse_job(root, path)
+    cases.append(Case(name="output_is_its_own_input_2023", scenario="nested_2023",
+                      description="2023 tree, output root above the input root: the output path is the input",
+                      input=str(PurePosixPath(*path.relative_to(root).parts)), outcome=FAILED,
+                      output=str(job.output_relative), reason="resolves to the input file"))
+
+
+def _write_absurd(root: Path, cases: list[Case]) -> None:
+    """A file whose header declares a 366 GiB image (a few KB on disk) beside a valid one."""
+    tree = _TreeWriter(root, "absurd", cases)
+    tree.volume("valid_beside_absurd", "a valid file beside an absurd one", "P001")
+    path = tree.paths("P002")[0]
+    path.parent.mkdir(parents=True)
+    with h5py.File(path, "w") as handle:     # chunked and never written: no bytes stored
+        handle.create_dataset("kus", shape=ABSURD_SHAPE, dtype=np.complex64, chunks=(1, 1, 1, 256, 256))
+    tree.expect("declared_366_gib_image", f"header shape {ABSURD_SHAPE}: a 366 GiB image, tiny on disk", path,
+                FAILED, reason="needs at least")
+
+
+def _write_small(root: Path, scenario: str, cases: list[Case], count: int = 2, **expectations) -> None:
+    tree = _TreeWriter(root, scenario, cases)
+    for index in range(count):
+        tree.volume(f"valid_{index + 1}", f"valid file {index + 1}", f"P{index + 1:03d}", **expectations)
+
+
 def build_fault_tree(out: Path) -> dict:
     """Write every scenario's input tree under ``out`` and ``out/expected.json``; returns its contents."""
     out = Path(out)
@@ -348,6 +433,20 @@ def build_fault_tree(out: Path) -> dict:
     (out / "blocker").mkdir()
     (out / "blocker" / "a_file").write_text("an output root cannot live under a file\n")
     (out / "runs" / "output_read_only").mkdir(parents=True)
+    plant = _write_guard(out / "guard" / "input", cases)
+    _write_2023_nested(out / "nested_2023", cases)
+    _write_absurd(out / "absurd" / "input", cases)
+    _write_small(out / "small" / "disk_full_report", "disk_full_report", [])   # no report, so no rows to check
+    for name in ("broken_pipe", "rank_without_torchrun", "disk_full_outputs", "empty_weights"):
+        _write_small(out / "small" / name, name, cases,
+                     **({"outcome": FAILED, "reason": "No space left on device", "note": "was kept"}
+                        if name.startswith("disk_full") else {}))
+    shard_tree = _TreeWriter(out / "small" / "shard_summary", "shard_summary", cases)
+    shard_tree.volume("other_shards_file", "file 0 of 2: shard 0's, no row in shard 1's report", "P001",
+                      outcome=ABSENT)
+    shard_tree.volume("this_shards_file", "file 1 of 2: shard 1's", "P002")
+    empty_weights = out / "small" / "empty_weights.pt"
+    empty_weights.write_bytes(b"")
 
     damage = {
         _output_of(cases, "valid_uniform"): "truncate",       # a partial output of a killed run
@@ -367,6 +466,7 @@ def build_fault_tree(out: Path) -> dict:
                    for name in ("valid_ktgaussian", "nan_inf")] + ["run_report.json.tmp"]
 
     cgsense = ["--method", "cgsense", "--device", "cpu"]
+    zerofilled = ["--method", "zerofilled", "--device", "cpu"]
     scenarios = [
         Scenario("main", "every kind of bad input beside valid ones, read-only input root", "main/input",
                  "runs/main", exit_code=1, arguments=cgsense, primary_method="cgsense"),
@@ -391,6 +491,41 @@ def build_fault_tree(out: Path) -> dict:
         Scenario("output_read_only", "an output root without write permission", "main/input",
                  "runs/output_read_only", exit_code=2, arguments=cgsense, report=False, message="not writable",
                  read_only_output=True, needs_permissions=True),
+        # issue 17: outputs that must never be written, blocked, stale; absurd inputs; closed pipes; full disks
+        Scenario("guard", "folders, files and links in the way of outputs; a stale wrong-shape output",
+                 "guard/input", "runs/guard", exit_code=1, arguments=zerofilled, plant=plant),
+        Scenario("nested_2023", "2023 tree with --input X/MultiCoil/Cine --output X", "nested_2023/MultiCoil/Cine",
+                 "nested_2023", exit_code=1, arguments=zerofilled),
+        Scenario("absurd", "a header declaring a 366 GiB image beside a valid file", "absurd/input",
+                 "runs/absurd", exit_code=1, arguments=zerofilled),
+        Scenario("broken_pipe", "stdout+stderr into a pipe closed after 2 lines (`2>&1 | head -2`)",
+                 "small/broken_pipe", "runs/broken_pipe", exit_code=0, arguments=zerofilled, pipe_lines=2),
+        Scenario("disk_full_outputs", "rerun without --resume on a full disk: earlier valid outputs kept",
+                 "small/disk_full_outputs", "runs/disk_full_outputs", exit_code=1, arguments=zerofilled,
+                 tmpfs_bytes=1 << 20, prerun=True, disk_free_bytes=16 << 10),
+        Scenario("disk_full_report", "a disk too full even for the report: summary and exit line on stdout",
+                 "small/disk_full_report", "runs/disk_full_report", exit_code=1, arguments=zerofilled,
+                 report=False, message="the run report could not be written", tmpfs_bytes=1 << 20, prerun=True,
+                 disk_free_bytes=0),
+        Scenario("device_unknown", "--device foo", "small/broken_pipe", "runs/device_unknown", exit_code=2,
+                 arguments=["--method", "zerofilled", "--device", "foo"], report=False,
+                 message="--device 'foo' is not a device"),
+        Scenario("device_cuda_absent", "--device cuda on a machine without CUDA", "small/broken_pipe",
+                 "runs/device_cuda_absent", exit_code=2, arguments=["--method", "zerofilled", "--device", "cuda"],
+                 report=False, message="no CUDA device is available", needs_no_cuda=True),
+        Scenario("world_size_malformed", "WORLD_SIZE=two in the environment", "small/broken_pipe",
+                 "runs/world_size_malformed", exit_code=2, arguments=zerofilled, report=False,
+                 env={"WORLD_SIZE": "two"}, message="WORLD_SIZE='two' is not an integer"),
+        Scenario("rank_without_torchrun", "RANK=1 WORLD_SIZE=2 without torchrun: ignored, every file done",
+                 "small/rank_without_torchrun", "runs/rank_without_torchrun", exit_code=0, arguments=zerofilled,
+                 env={"RANK": "1", "WORLD_SIZE": "2"}, run_note="not launched by torchrun"),
+        Scenario("shard_summary", "--shard 1/2: the summary says which shard and what the others hold",
+                 "small/shard_summary", "runs/shard_summary", exit_code=0, arguments=[*zerofilled, "--shard", "1/2"],
+                 message="shard 1/2 (this shard's files only; the other 1 shard(s) hold 1 files)"),
+        Scenario("empty_weights", "--method genre with a 0-byte weights file: the note names the file",
+                 "small/empty_weights", "runs/empty_weights", exit_code=0,
+                 arguments=["--method", "genre", "--device", "cpu", "--weights", "{out}/small/empty_weights.pt"],
+                 run_note="empty_weights.pt", primary_method="cgsense"),
     ]
     expected = {"year": 2024, "scenarios": [asdict(s) for s in scenarios], "cases": [asdict(c) for c in cases]}
     (out / EXPECTED_NAME).write_text(json.dumps(expected, indent=1) + "\n")
@@ -561,31 +696,211 @@ def run_scenario(out: Path, scenario: Scenario, cases: list[Case], prefix: list[
     if scenario.needs_permissions and prefix is None:
         result.skipped = "running as root without setpriv: file permissions do not bind"
         return result
+    if scenario.needs_no_cuda and _cuda_available():
+        result.skipped = "CUDA is available here"
+        return result
     input_root, output_root = out / scenario.input_root, out / scenario.output_root
     if scenario.copy_output_of:
         source = next(s for s in load_expected(out)[0] if s.name == scenario.copy_output_of)
         remove_tree(output_root)
         shutil.copytree(out / source.output_root, output_root, symlinks=True)
         _damage_outputs(output_root, scenario)
-    with _ReadOnly(input_root), _ReadOnly(output_root, scenario.read_only_output):
-        for relative in scenario.unreadable:     # modes come back with _ReadOnly's exit
-            (input_root / relative).chmod(0)
-        result.input_before = snapshot(input_root)
-        if scenario.in_process:
-            _run_in_process(scenario, cases, input_root, output_root, result)
-        else:
-            command = [*(prefix or []), sys.executable, str(REPO / "predict.py"), "--input", str(input_root),
-                       "--output", str(output_root), *(a.replace("{out}", str(out)) for a in scenario.arguments)]
-            finished = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=PREDICT_TIMEOUT_S)
-            result.exit_code, result.output_text = finished.returncode, finished.stdout + finished.stderr
-        result.input_after = snapshot(input_root)
-    report_path = output_root / "run_report.json"
-    if output_root.is_dir():
-        result.output_files = {str(PurePosixPath(*p.relative_to(output_root).parts))
-                               for p in _walk(output_root) if not p.is_dir()}
-        if report_path.is_file():
-            result.report = json.loads(report_path.read_text())
+    mounted = False
+    if scenario.tmpfs_bytes:
+        if output_root.is_mount():
+            _unmount(output_root)
+        remove_tree(output_root)
+        output_root.mkdir(parents=True)
+        why = _mount_tmpfs(output_root, scenario.tmpfs_bytes)
+        if why:
+            result.skipped = f"cannot mount a tmpfs for a full disk: {why}"
+            return result
+        mounted = True
+    try:
+        _plant(out, output_root, scenario.plant)
+        result.details["planted"] = _planted_state(output_root, scenario.plant)
+        with _ReadOnly(input_root), _ReadOnly(output_root, scenario.read_only_output):
+            for relative in scenario.unreadable:     # modes come back with _ReadOnly's exit
+                (input_root / relative).chmod(0)
+            result.input_before = snapshot(input_root)
+            if scenario.in_process:
+                _run_in_process(scenario, cases, input_root, output_root, result)
+            else:
+                command = [*(prefix or []), sys.executable, str(REPO / "predict.py"), "--input", str(input_root),
+                           "--output", str(output_root),
+                           *(a.replace("{out}", str(out)) for a in scenario.arguments)]
+                if scenario.prerun:
+                    first = _run_child(command, scenario, pipe_lines=None)
+                    if first["exit_code"] != 0:
+                        result.skipped = f"the earlier (pre-)run failed: {first['output'][-500:]}"
+                        return result
+                    result.details["outputs_before"] = _file_bytes(output_root, input_root)
+                if scenario.disk_free_bytes is not None:
+                    result.details["free_bytes"] = _fill_filesystem(output_root, scenario.disk_free_bytes)
+                child = _run_child(command, scenario, scenario.pipe_lines)
+                result.exit_code, result.output_text = child["exit_code"], child["output"]
+                result.details.update(peak_rss_mib=child["peak_rss_mib"], seconds=child["seconds"],
+                                      hung=child["hung"])
+            result.input_after = snapshot(input_root)
+        _collect_outputs(output_root, input_root, result)
+        result.details["planted_after"] = _planted_state(output_root, scenario.plant)
+        if scenario.prerun:
+            result.details["outputs_after"] = _file_bytes(output_root, input_root)
+    finally:
+        if mounted:
+            _unmount(output_root)
     return result
+
+
+def _collect_outputs(output_root: Path, input_root: Path, result: RunResult) -> None:
+    """Every file under the output root (the input root left out when it lies inside) and the report."""
+    if not output_root.is_dir():
+        return
+    inside = os.path.abspath(input_root) + os.sep          # links not followed: OUT may be relative
+    result.output_files = {str(PurePosixPath(*p.relative_to(output_root).parts)) for p in _walk(output_root)
+                           if not p.is_dir() and not os.path.abspath(p).startswith(inside)
+                           and not p.name.startswith(BALLAST_NAME)}
+    reports = sorted(output_root.glob("run_report*.json"))
+    if len(reports) == 1:
+        result.report = json.loads(reports[0].read_text())
+
+
+def _run_child(command: list[str], scenario: Scenario, pipe_lines: int | None) -> dict:
+    """predict.py in a child process: exit status, output, peak RSS, seconds; ``pipe_lines``: read that many
+    lines of stdout+stderr, then close the pipe as `| head -N` does. A child that outlives the timeout is killed
+    and reported as hung. The peak RSS comes from /usr/bin/time (a small parent: a child forked from this
+    process would inherit this process's high-water mark in wait4's ru_maxrss); None where it is missing."""
+    env = {**os.environ, **scenario.env}
+    started = time.monotonic()
+    timer = shutil.which("time", path="/usr/bin:/bin")
+    rss_file = tempfile.NamedTemporaryFile(prefix="fault-tree-rss-", delete=False)
+    rss_file.close()
+    if timer:
+        command = [timer, "-q", "-f", "%M", "-o", rss_file.name, *command]
+    with tempfile.TemporaryFile("w+") as sink:
+        if pipe_lines is None:
+            process = subprocess.Popen(command, cwd=REPO, stdout=sink, stderr=subprocess.STDOUT, text=True, env=env,
+                                       start_new_session=True)
+        else:
+            process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                       text=True, env=env, start_new_session=True)
+            lines = [process.stdout.readline() for _ in range(pipe_lines)]
+            process.stdout.close()
+            sink.write("".join(lines))
+        timeout = PIPE_TIMEOUT_S if pipe_lines is not None else PREDICT_TIMEOUT_S
+        exit_code, rss_kib, hung = None, 0, False
+        while True:
+            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+            if pid:
+                exit_code, rss_kib = os.waitstatus_to_exitcode(status), usage.ru_maxrss
+                process.returncode = exit_code
+                break
+            if time.monotonic() - started > timeout:
+                hung = True
+                os.killpg(process.pid, 9)         # its own session: the timer and predict.py both
+                _, status, usage = os.wait4(process.pid, 0)
+                process.returncode, rss_kib = os.waitstatus_to_exitcode(status), usage.ru_maxrss
+                break
+            time.sleep(0.1)
+        sink.seek(0)
+        output = sink.read()
+    if hung:
+        output += f"\n(killed after {timeout} s: the run hung)"
+    try:
+        peak = int(Path(rss_file.name).read_text().split()[-1]) / 1024 if timer else None
+    except (OSError, ValueError, IndexError):
+        peak = None
+    finally:
+        os.unlink(rss_file.name)
+    return {"exit_code": None if hung else exit_code, "output": output, "peak_rss_mib": peak,
+            "seconds": time.monotonic() - started, "hung": hung}
+
+
+def _cuda_available() -> bool:
+    import torch
+    return torch.cuda.is_available()
+
+
+BALLAST_NAME = ".fault-tree-ballast"
+
+
+def _mount_tmpfs(folder: Path, size: int) -> str | None:
+    """Mount a tmpfs of ``size`` bytes on folder; None on success, else why not."""
+    if shutil.which("mount") is None:
+        return "no mount command"
+    try:
+        finished = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+                                  capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError) as error:
+        return str(error)
+    return None if finished.returncode == 0 else (finished.stderr.strip() or f"exit {finished.returncode}")
+
+
+def _unmount(folder: Path) -> None:
+    subprocess.run(["umount", str(folder)], capture_output=True, timeout=30)
+
+
+def _fill_filesystem(folder: Path, leave: int) -> int:
+    """Fill folder's filesystem with a ballast file, then give back ``leave`` bytes; returns the bytes free."""
+    ballast = folder / BALLAST_NAME
+    block = b"\0" * 4096
+    with open(ballast, "ab", buffering=0) as stream:    # unbuffered: nothing left to fail at close
+        try:
+            while stream.write(block):
+                pass
+        except OSError:
+            pass
+    size = ballast.stat().st_size
+    with open(ballast, "r+b") as stream:
+        stream.truncate(max(0, size - leave))
+    info = os.statvfs(folder)
+    return info.f_bavail * info.f_frsize
+
+
+def _file_bytes(output_root: Path, input_root: Path) -> dict[str, str]:
+    """sha256 of every regular file under output_root (the ballast and the report left out)."""
+    import hashlib
+    found = {}
+    for path in _walk(output_root):
+        if path.is_file() and not path.is_symlink() and not path.name.startswith(BALLAST_NAME) \
+                and not path.name.startswith("run_report") and input_root.resolve() not in path.resolve().parents:
+            found[str(PurePosixPath(*path.relative_to(output_root).parts))] = \
+                hashlib.sha256(path.read_bytes()).hexdigest()
+    return found
+
+
+def _plant(out: Path, output_root: Path, plant: dict[str, str]) -> None:
+    """What sits in the output root before the run (Scenario.plant)."""
+    if plant:
+        remove_tree(output_root)
+    for relative, kind in plant.items():
+        path = output_root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if kind == "folder":
+            path.mkdir()
+        elif kind == "file":
+            path.write_text("a regular file where a folder of outputs goes\n")
+        elif kind == "wrong_shape":
+            scipy.io.savemat(path, {"img4ranking": np.ones((5, 5), np.float32)})
+        elif kind.startswith("link:"):
+            path.symlink_to(Path(out).resolve() / kind[len("link:"):])   # absolute: OUT may be relative
+        else:
+            raise ValueError(f"unknown plant {kind!r}")
+
+
+def _planted_state(output_root: Path, plant: dict[str, str]) -> dict[str, str]:
+    state = {}
+    for relative in plant:
+        path = output_root / relative
+        if path.is_symlink():
+            state[relative] = f"link to {os.readlink(path)}"
+        elif path.is_dir():
+            state[relative] = f"folder of {sorted(os.listdir(path))}"
+        elif path.is_file():
+            state[relative] = f"file of {path.stat().st_size} bytes"
+        else:
+            state[relative] = "nothing"
+    return state
 
 
 def _damage_outputs(output_root: Path, scenario: Scenario) -> None:
@@ -658,6 +973,12 @@ def check_run(out: Path, scenario: Scenario, cases: list[Case], run: RunResult) 
         rows.setdefault(row["input_relative"], row)
     output_root = Path(out) / scenario.output_root
     owned = {case.output for case in mine if case.outcome in VALID_OUTCOMES}   # another input's valid output
+    # paths whose occupant is not the run's to judge: planted things (checked apart) and outputs that resolve
+    # into the input root (the input itself)
+    input_root = os.path.realpath(Path(out) / scenario.input_root)
+    owned |= {case.output for case in mine if case.output and (
+        any(case.output == p or case.output.startswith(p + "/") for p in scenario.plant)
+        or os.path.realpath(output_root / case.output).startswith(input_root + os.sep))}
     checks += [_check_case(case, rows, output_root, run.output_text, owned) for case in mine]
     return checks
 
@@ -689,15 +1010,50 @@ def _check_scenario(out: Path, scenario: Scenario, mine: list[Case], run: RunRes
         changed = sorted(set(run.input_before.items()) ^ set(run.input_after.items()))
         problems.append(f"input root changed: {changed[:3]}")
     valid_outputs = {case.output for case in mine if case.outcome in VALID_OUTCOMES}
+    kept = {row["output_relative"] for row in (report or {}).get("files", [])
+            if any(KEPT_NOTE in note for note in row["notes"])}
+    kept |= set(run.details.get("outputs_before", {}))       # a full disk: the earlier run's outputs stay
+    planted = {relative for relative, kind in scenario.plant.items() if kind != "wrong_shape"}
     leftovers = sorted(f for f in run.output_files
-                       if f not in valid_outputs and f != "run_report.json")
+                       if f not in valid_outputs | kept | planted and not re.fullmatch(r"run_report[^/]*\.json", f)
+                       and not (f.startswith(output_safety.MOVED_ASIDE + "/") and f.endswith(
+                           output_safety.MOVED_SUFFIX))
+                       and not (not scenario.report and f == "run_report.json.stale"))
     if leftovers:
         problems.append(f"unexpected files in the output root: {leftovers[:5]}")
     problems += _check_measurements(scenario, run)
+    problems += _check_surroundings(scenario, run)
     expected = f"exit {scenario.exit_code}" + ("" if scenario.report else ", no report")
     actual = f"exit {run.exit_code}" + ("" if report is not None else ", no report")
     return Check(scenario.name, "*", expected, actual, "MISMATCH" if problems else "ok",
                  "; ".join(problems) or scenario.description)
+
+
+def _check_surroundings(scenario: Scenario, run: RunResult) -> list[str]:
+    """Issue 17: no hang, a summary and an exit line on stdout, planted things left alone (a stale
+    wrong-shape output moved aside), the earlier run's outputs byte for byte where the disk was full."""
+    problems = []
+    details = run.details
+    if details.get("hung"):
+        problems.append("the run hung (killed at the timeout)")
+    if scenario.pipe_lines is None and not scenario.in_process and run.exit_code in (0, 1) \
+            and f"exit code {run.exit_code}" not in run.output_text:
+        problems.append("no 'exit code' line on stdout")
+    after = details.get("planted_after", {})
+    for relative, kind in scenario.plant.items():
+        before_state, after_state = details.get("planted", {}).get(relative), after.get(relative)
+        if kind == "wrong_shape":
+            moved = [f for f in run.output_files if f.startswith(f"{output_safety.MOVED_ASIDE}/{relative}")]
+            if after_state != "nothing" or not moved:
+                problems.append(f"the stale {relative} was not moved aside ({after_state}; moved: {moved})")
+        elif before_state != after_state:
+            problems.append(f"{relative} changed: {before_state} -> {after_state}")
+    before, now = details.get("outputs_before"), details.get("outputs_after")
+    if before is not None:
+        changed = sorted(name for name, digest in before.items() if now.get(name) != digest)
+        if changed:
+            problems.append(f"earlier outputs changed or deleted: {changed[:3]}")
+    return problems
 
 
 def _report_consistency(report: dict, exit_code: int | None) -> list[str]:
@@ -753,7 +1109,8 @@ def _check_case(case: Case, rows: dict[str, dict], output_root: Path, output_tex
         problems.append("no reason given")
     if row["outcome"] in (FAILED, BY_FALLBACK) and not _said(output_text, case.input, row["reason"]):
         problems.append("the run's output has no line naming the file and its reason")
-    if case.output is not None and (case.outcome in VALID_OUTCOMES or case.output not in owned):
+    kept = any(KEPT_NOTE in note for note in row["notes"])
+    if case.output is not None and (case.outcome in VALID_OUTCOMES or case.output not in owned) and not kept:
         problems += _check_output(output_root / case.output, case)
     actual = row["outcome"] + (f" ({row['method']})" if row["method"] else "")
     detail = "; ".join(problems) or (row["reason"] or "; ".join(row["notes"]) or case.description)
@@ -791,11 +1148,28 @@ def run_faults(out: Path, build: bool = True) -> list[Check]:
     scenarios, cases = load_expected(out)
     prefix = permission_prefix()
     checks = []
+    started_all = time.monotonic()
+    lines = ["scenario                    seconds  peak RSS (MiB)  rows by outcome"]
     for scenario in scenarios:
         started = time.monotonic()
         run = run_scenario(out, scenario, cases, prefix)
         checks += check_run(out, scenario, cases, run)
-        print(f"ran {scenario.name} in {time.monotonic() - started:.1f} s", file=sys.stderr, flush=True)
+        seconds = time.monotonic() - started
+        print(f"ran {scenario.name} in {seconds:.1f} s", file=sys.stderr, flush=True)
+        outcomes: dict[str, int] = {}
+        for row in (run.report or {}).get("files", []):
+            outcomes[row["outcome"]] = outcomes.get(row["outcome"], 0) + 1
+        peak = run.details.get("peak_rss_mib")
+        lines.append(f"{scenario.name:<26} {seconds:8.1f}  {'-' if peak is None else f'{peak:14.0f}':>14}  "
+                     + (run.skipped and f"skipped: {run.skipped}"
+                        or ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())) or "no report"))
+    expected_outcomes: dict[str, int] = {}
+    for case in cases:
+        expected_outcomes[case.outcome] = expected_outcomes.get(case.outcome, 0) + 1
+    lines.append(f"{len(cases)} cases in {len(scenarios)} scenarios, expected outcomes "
+                 + ", ".join(f"{k} {v}" for k, v in sorted(expected_outcomes.items()))
+                 + f"; {time.monotonic() - started_all:.0f} s in all")
+    print("\n".join(lines), flush=True)
     return checks
 
 

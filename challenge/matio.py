@@ -181,8 +181,10 @@ def temporary_target(path: Path) -> Path | None:
     return path.with_name(match["target"]) if match else None
 
 
-def _atomic(path: Path, write) -> None:
-    """Write through a temporary file in the same folder, then rename over the target."""
+def _atomic(path: Path, write, check=None) -> None:
+    """Write through a temporary file in the same folder, flush it to disk, ``check(temporary)`` (re-read it),
+    then rename over the target and make the rename durable. Any failure leaves the target as it was and
+    removes the temporary file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_path(path)
@@ -190,16 +192,40 @@ def _atomic(path: Path, write) -> None:
         write(tmp)
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
+        if check is not None:
+            check(tmp)
+        written = os.stat(tmp)
         os.replace(tmp, path)
+        landed = os.stat(path)
+        if (landed.st_dev, landed.st_ino) != (written.st_dev, written.st_ino):
+            raise OSError(f"{path}: the renamed file is not the one written")
+        _fsync_folder(path.parent)
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        try:
+            if tmp.is_file() or tmp.is_symlink():
+                tmp.unlink()
+        except OSError:
+            pass            # never hide the write's own error behind a cleanup error
 
 
-def write_output(path: Path, array: np.ndarray) -> None:
-    """``img4ranking`` as float32 MAT v5 (array already in MATLAB order), atomically."""
+def _fsync_folder(folder: Path) -> None:
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass                # some filesystems cannot fsync a folder; the rename itself has happened
+    finally:
+        os.close(descriptor)
+
+
+def write_output(path: Path, array: np.ndarray, check=None) -> None:
+    """``img4ranking`` as float32 MAT v5 (array already in MATLAB order), atomically; ``check(temporary)``
+    runs on the flushed temporary file before it replaces anything at ``path``."""
     data = np.asarray(array, dtype=np.float32)
-    _atomic(path, lambda tmp: scipy.io.savemat(tmp, {OUTPUT_KEY: data}, do_compression=False, format="5"))
+    _atomic(path, lambda tmp: scipy.io.savemat(tmp, {OUTPUT_KEY: data}, do_compression=False, format="5"), check)
 
 
 def validate_output(path: Path, expected_shape: tuple[int, ...]) -> None:

@@ -71,6 +71,7 @@ class RunReport:
     notes: list[str] = field(default_factory=list)     # run-wide messages (weights unavailable, ...)
     error: str | None = None                           # run-wide failure (e.g. no files to reconstruct)
     seconds: float = 0.0                               # wall time of the run
+    other_shards_files: int = 0                        # files the other shards of a sharded run hold
 
     @property
     def total(self) -> int:
@@ -117,7 +118,8 @@ class RunReport:
             f"CMRxRecon run report: {self.input_root} -> {self.output_root}",
             f"method: {self.primary_method}" + (f" (requested {self.requested_method})"
                                                 if self.primary_method != self.requested_method else "")
-            + (f", shard {self.shard[0]}/{self.shard[1]}" if self.shard[1] > 1 else ""),
+            + (f", shard {self.shard[0]}/{self.shard[1]} (this shard's files only; the other "
+               f"{self.shard[1] - 1} shard(s) hold {self.other_shards_files} files)" if self.shard[1] > 1 else ""),
             *(f"note: {note}" for note in self.notes),
             *_format_table(header, body, totals),
         ]
@@ -133,13 +135,15 @@ class RunReport:
         lines.append(f"exit code {self.exit_code}")
         return "\n".join(lines)
 
-    def to_json(self) -> dict:
+    def to_json(self, rows: bool = True) -> dict:
+        """The report as JSON; ``rows`` False leaves out the per-file rows (a compact report, flagged)."""
         return {
             "input_root": self.input_root,
             "output_root": self.output_root,
             "requested_method": self.requested_method,
             "primary_method": self.primary_method,
             "shard": list(self.shard),
+            "other_shards_files": self.other_shards_files,
             "files_total": self.total,
             "files_valid": self.valid,
             "success_rate": self.success_rate,
@@ -149,14 +153,49 @@ class RunReport:
             "notes": self.notes,
             "groups": [asdict(row) for row in self.groups()],
             "failures": [{"file": r.input_relative, "reason": r.reason} for r in self.failures()],
-            "files": [asdict(result) for result in self.files],
+            "files": [asdict(result) for result in self.files] if rows else [],
+            **({} if rows else {"compact": "the per-file rows did not fit on the disk; see the run's stdout"}),
         }
 
-    def write_json(self, path: Path) -> None:
-        """Atomic (temp file + rename) so that a reader never sees half a report."""
+    def write_json(self, path: Path, rows: bool = True) -> None:
+        """Atomic (temp file + flush + rename) so that a reader never sees half a report; on failure (disk
+        full) the temporary file is removed and the error raised."""
         temporary = path.with_name(path.name + ".tmp")
-        temporary.write_text(json.dumps(self.to_json(), indent=1))
-        os.replace(temporary, path)
+        try:
+            with open(temporary, "w") as stream:
+                stream.write(json.dumps(self.to_json(rows), indent=1))
+                stream.flush()
+                os.fsync(stream.fileno())
+            os.replace(temporary, path)
+        except BaseException:
+            try:
+                temporary.unlink()
+            except OSError:
+                pass
+            raise
+
+    def save(self, path: Path) -> None:
+        """write_json that cannot end the run: when the full report cannot be written (disk full, a folder in
+        the way) a compact one without the per-file rows is tried, and failing that an earlier run's report at
+        ``path`` is renamed aside so that it cannot be read as this run's; the error goes into ``self.error``
+        and so into the summary on stdout and the exit status."""
+        try:
+            self.write_json(path)
+            return
+        except Exception as error:
+            self.error = (f"the run report could not be written to {path}: {type(error).__name__}: {error}"
+                          + (f"; earlier error: {self.error}" if self.error else ""))
+        try:
+            self.write_json(path, rows=False)
+            return
+        except Exception:
+            pass
+        try:
+            if path.is_file():
+                os.replace(path, path.with_name(path.name + ".stale"))
+                self.error += f"; the earlier run's report was renamed to {path.name}.stale"
+        except OSError:
+            pass
 
 
 def report_name(shard: tuple[int, int]) -> str:

@@ -2,13 +2,15 @@
 
 Three threads keep host memory bounded by a few volumes: a reader prefetches the next k-space (at most one
 item ahead) while the main thread reconstructs the current one, and a writer writes and re-reads finished
-outputs (at most two waiting). A volume larger than ``max_slab_bytes`` is read and reconstructed in slabs of
-slices and assembled (the output is much smaller than its k-space).
+outputs (at most two waiting). Each volume is read and reconstructed in slabs of slices sized so that the
+process stays under ``max_memory_bytes`` (challenge.memory); a volume whose one slice cannot fit fails alone.
 
-Every output is checked in memory (finite, not all zero, right shape) and re-read after writing (key,
-float32, exact expected shape). A failing primary method falls back to CG-SENSE, then zero-filled, so a
-file only fails when its input cannot be read or holds no data. Nothing is ever written under the input
-root; temporary files live beside their final output and never end in ``.mat``.
+Every output is checked in memory (finite, not all zero, right shape), written to a temporary file, flushed,
+re-read (key, float32, exact expected shape) and only then renamed into place; its row becomes valid only after
+that (challenge.output_safety). A failing primary method falls back to CG-SENSE, then zero-filled, so a file
+only fails when its input cannot be read or holds no data, or its output cannot be written. Nothing is ever
+written under the input root or onto an input (links resolved); temporary files live beside their final output
+and never end in ``.mat``.
 """
 import gc
 import logging
@@ -26,8 +28,9 @@ import numpy as np
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from challenge import matio, rules
+from challenge import matio, memory, output_safety, rules
 from challenge.discovery import discover
+from challenge.run_setup import RunSetupError, check_device, shard_from_environment
 from challenge.report import BY_FALLBACK, BY_MODEL, FAILED, RESUMED, FileResult, RunReport, report_name
 from model.reconstruction import (DEFAULT_BATCH_SIZE, DEFAULT_ENSEMBLE, DEFAULT_WEIGHTS, Reconstructor, VolumeMeta,
                                   WeightsUnavailable, build_reconstructor, resolve_device)
@@ -53,14 +56,11 @@ class RunOptions:
     ensemble: int = DEFAULT_ENSEMBLE            # GENRE reflections averaged per window (model.reflection)
     adapt_steps: int = 0                        # GENRE test-time adaptation steps per volume (0: off)
     adapt_seconds: float = 120.0                # and its wall-time budget per volume
-    shard: tuple[int, int] | None = None        # (K, N): jobs i with i % N == K; None: RANK/WORLD_SIZE or (0, 1)
+    shard: tuple[int, int] | None = None        # (K, N): jobs i with i % N == K; None: RANK/WORLD_SIZE under torchrun, else (0, 1)
     resume: bool = False
     crop: bool = False                          # validation-phase run4Ranking crop
-    max_slab_bytes: int = 2 << 30               # larger k-space is read in slabs of slices
-
-
-class RunSetupError(Exception):
-    """The run cannot start (input root missing, output root not writable or inside the input root)."""
+    max_memory_bytes: int = memory.DEFAULT_MAX_MEMORY_BYTES  # the process's peak host memory (challenge.memory)
+    max_slab_bytes: int | None = None           # also cap each slab's k-space at this (tests; None: no cap)
 
 
 def run(options: RunOptions, reconstructor_factory: ReconstructorFactory | None = None) -> RunReport:
@@ -72,28 +72,70 @@ def run(options: RunOptions, reconstructor_factory: ReconstructorFactory | None 
     """
     started = time.monotonic()
     input_root, output_root = Path(options.input_root), Path(options.output_root)
-    prepare_output_root(input_root, output_root)
-    shard = options.shard or shard_from_environment()
+    shard_note = None
+    if options.shard is None:
+        shard, shard_note = shard_from_environment()
+    else:
+        shard = options.shard
     _check_shard(shard)
+    if reconstructor_factory is None:
+        check_device(options.device)
+    prepare_output_root(input_root, output_root)
     factory = reconstructor_factory or _default_factory(options, shard)
-
-    discovery = discover(input_root)
-    jobs = sorted(discovery.jobs, key=lambda job: str(job.relative_path))
-    mine = [job for index, job in enumerate(jobs) if index % shard[1] == shard[0]]
-    log.info("%d files to reconstruct under %s (%d skipped, %d unreadable); shard %d/%d: %d files",
-             len(jobs), input_root, len(discovery.skipped), len(discovery.errors), *shard, len(mine))
 
     report = RunReport(input_root=str(input_root), output_root=str(output_root),
                        requested_method=options.method, primary_method=options.method, shard=shard)
+    if shard_note:
+        log.warning(shard_note)
+        report.notes.append(shard_note)
+    guard = output_safety.InputGuard(input_root, [])
+    try:
+        guard = _run_shard(options, factory, report, input_root, output_root)
+    except Exception as error:      # whatever happens, the report says it and is written
+        log.exception("the run stopped unexpectedly")
+        report.error = f"the run stopped unexpectedly: {type(error).__name__}: {error}"
+
+    report.files.sort(key=lambda result: result.input_relative)
+    report.seconds = time.monotonic() - started
+    report_path = output_root / report_name(shard)
+    problem = guard.problem(report_path)
+    if problem is None:
+        report.save(report_path)
+    else:
+        report.error = f"the run report was not written: {problem}"
+    return report
+
+
+def _run_shard(options: RunOptions, factory: ReconstructorFactory, report: RunReport, input_root: Path,
+               output_root: Path) -> output_safety.InputGuard:
+    """Discover, reconstruct this shard's files into ``report``; returns the input guard it used."""
+    shard = report.shard
+    discovery = discover(input_root)
+    jobs = sorted(discovery.jobs, key=lambda job: str(job.relative_path))
+    mine = [job for index, job in enumerate(jobs) if index % shard[1] == shard[0]]
+    report.other_shards_files = len(jobs) - len(mine)
+    log.info("%d files to reconstruct under %s (%d skipped, %d unreadable); shard %d/%d: %d files",
+             len(jobs), input_root, len(discovery.skipped), len(discovery.errors), *shard, len(mine))
     if shard[0] == 0:  # the other shards would count the same discovery errors again
         report.files.extend(_discovery_failure(discovery.root, error) for error in discovery.errors)
     if not jobs and not discovery.errors:
         report.error = f"no files to reconstruct found under {input_root}"
         log.error(report.error)
 
+    # every input and mask the run could read, links resolved: no output may land on one of them
+    guard = output_safety.InputGuard(input_root, [path for job in discovery.jobs
+                                                  for path in (job.input_path, job.mask_path) if path is not None]
+                                     + [path for path, _ in discovery.errors])
     remove_temporary_files(output_root, input_root, shard, mine)
-    todo = []
+    todo, expected_shapes = [], {}
     for job in mine:
+        problem = guard.problem(output_root / job.output_relative)
+        if problem is not None:
+            refused = _new_result(job)
+            refused.reason = f"{problem}; nothing written (an output must never replace an input)"
+            _log_outcome(refused)
+            report.files.append(refused)
+            continue
         resumed = _resumed_result(job, output_root, options.crop) if options.resume else None
         if resumed is not None:
             report.files.append(resumed)
@@ -102,13 +144,28 @@ def run(options: RunOptions, reconstructor_factory: ReconstructorFactory | None 
     if todo:
         chain = MethodChain(options.method, factory, report.notes)
         report.primary_method = chain.primary
-        report.files.extend(_Pipeline(options, chain).run(todo))
+        pipeline = _Pipeline(options, chain, guard)
+        report.files.extend(pipeline.run(todo))
+        expected_shapes = pipeline.expected_shapes
+    _settle_failed_outputs(report, output_root, expected_shapes, guard)
     remove_temporary_files(output_root, input_root, shard, mine)
+    return guard
 
-    report.files.sort(key=lambda result: result.input_relative)
-    report.seconds = time.monotonic() - started
-    report.write_json(output_root / report_name(shard))
-    return report
+
+def _settle_failed_outputs(report: RunReport, output_root: Path, expected_shapes: dict, guard) -> None:
+    """A failed input's output path must not hold a stale file the scorer would read as this run's answer:
+    keep it only when it validates, move it aside otherwise (output_safety.stale_output_action)."""
+    for result in report.files:
+        if result.outcome != FAILED or result.output_relative is None:
+            continue
+        try:
+            note = output_safety.stale_output_action(output_root, result.output_relative,
+                                                     expected_shapes.get(result.input_relative), guard)
+        except Exception as error:     # settling one file must not cost the report
+            note = f"checking the output path for a stale file failed: {type(error).__name__}: {error}"
+        if note:
+            log.warning("%s: %s", result.input_relative, note)
+            result.notes.append(note)
 
 
 def prepare_output_root(input_root: Path, output_root: Path) -> None:
@@ -127,12 +184,6 @@ def prepare_output_root(input_root: Path, output_root: Path) -> None:
         raise RunSetupError(f"output root {output_root} is not writable: {error}") from error
 
 
-def shard_from_environment() -> tuple[int, int]:
-    """(RANK, WORLD_SIZE) under torchrun, else (0, 1)."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    return (int(os.environ.get("RANK", "0")), world_size) if world_size > 1 else (0, 1)
-
-
 def remove_temporary_files(output_root: Path, input_root: Path, shard: tuple[int, int],
                            jobs: list[rules.Job]) -> int:
     """Delete temp files of interrupted writes: anywhere in the output tree for a single process, only
@@ -148,9 +199,12 @@ def remove_temporary_files(output_root: Path, input_root: Path, shard: tuple[int
     candidates.append(output_root / (report_name(shard) + ".tmp"))
     removed = 0
     for path in candidates:
-        if path.is_file():
-            path.unlink()
-            removed += 1
+        try:
+            if path.is_file() and not path.is_symlink():
+                path.unlink()
+                removed += 1
+        except OSError as error:     # a left-over we cannot remove must not stop the run
+            log.warning("cannot remove the temporary file %s: %s", path, error)
     if removed:
         log.info("removed %d temporary files of an earlier run from %s", removed, output_root)
     return removed
@@ -277,6 +331,8 @@ class _FileWork:
     has_data: bool = False
     failed: bool = False
     finished: bool = False                                    # handed to the writer
+    written: bool = False                                     # on disk, re-read, renamed: the row is valid
+    outcome: str = FAILED                                     # what the row becomes once written
 
 
 @dataclass
@@ -297,9 +353,11 @@ class _ReadFailure:
 
 
 class _Pipeline:
-    def __init__(self, options: RunOptions, chain: MethodChain):
+    def __init__(self, options: RunOptions, chain: MethodChain, guard: output_safety.InputGuard):
         self.options = options
         self.chain = chain
+        self.guard = guard
+        self.expected_shapes: dict[str, tuple] = {}   # input_relative -> output shape (read from the header)
         self.output_root = Path(options.output_root)
         self.stop = threading.Event()
         self.read_queue: queue.Queue = queue.Queue(maxsize=1)
@@ -323,6 +381,11 @@ class _Pipeline:
                 self._put_write(_DONE)
                 writer.join()
                 reader.join()
+        for work in works:                # nothing handed to the writer may stay unaccounted for
+            if work.finished and not work.written and work.result.outcome != FAILED:
+                work.result.outcome, work.result.method = FAILED, None
+            if work.finished and not work.written and not work.result.reason:
+                work.result.reason = "reconstructed, but the writer stopped before writing the output"
         return [work.result for work in works]
 
     # main thread --------------------------------------------------------------------------------------
@@ -332,18 +395,19 @@ class _Pipeline:
                 self._fail(item.work, item.reason)
                 continue
             work = item.work
-            if item.index == 0:
-                nt, nz, _, ny, nx = work.shape
-                work.image = np.zeros((nt, nz, ny, nx), np.float32)
-                self.progress.start_file(nz, work.result.input_relative)
             last = item.index == item.count - 1
-            try:
+            try:                           # allocation included: an absurd shape fails its file only
+                if item.index == 0 and not work.failed:
+                    nt, nz, _, ny, nx = work.shape
+                    work.image = np.zeros((nt, nz, ny, nx), np.float32)
+                    self.progress.start_file(nz, work.result.input_relative)
                 if not work.failed:
                     self._reconstruct_slab(item)
                 del item                   # free the slab's k-space before waiting for the next one
                 if last and not work.failed:
                     self._finish(work)
-            except Exception as error:     # one file's surprise must not end the run
+            except Exception as error:     # one file's surprise (MemoryError included) must not end the run
+                item = None
                 log.exception("%s: unexpected error", work.result.input_relative)
                 self._fail(work, f"unexpected error: {type(error).__name__}: {error}")
 
@@ -386,11 +450,13 @@ class _Pipeline:
             self._fail(work, f"output invalid: {problem}")
             return
         fell_back = any(method != self.chain.primary for method in work.methods)
-        work.result.outcome = BY_FALLBACK if fell_back else BY_MODEL
-        work.result.method = "+".join(work.methods)
-        work.result.reason = "; ".join(work.fallback_reasons) or None
+        # the row stays FAILED until the writer has the bytes on disk (see _write_one)
+        work.outcome = BY_FALLBACK if fell_back else BY_MODEL
+        work.result.reason = "reconstructed, but the output was never written"
         work.finished = True
-        self._put_write((work, np.asarray(output, dtype=np.float32), expected))
+        if not self._put_write((work, np.asarray(output, dtype=np.float32), expected)):
+            work.result.reason = "reconstructed, but the writer had stopped: the output was not written"
+            self._file_done(work.result)
 
     def _fail(self, work: _FileWork, reason: str) -> None:
         if work.failed or work.finished:
@@ -428,9 +494,19 @@ class _Pipeline:
             self._put_read(_ReadFailure(work, _read_reason(job, error)))
             return
         work.shape, work.has_time_axis = tuple(shape), has_time_axis
+        try:
+            self.expected_shapes[work.result.input_relative] = tuple(
+                rules.expected_output_shape(job, work.shape, has_time_axis, crop=self.options.crop))
+        except Exception:
+            pass                  # the file fails later with its reason; only the stale-file check needs this
         nt, nz, nc, ny, nx = work.shape
+        try:
+            slabs = memory.plan_slabs(work.shape, self.chain.methods, self.options.max_memory_bytes,
+                                      self.options.max_slab_bytes)
+        except memory.MemoryBoundError as error:
+            self._put_read(_ReadFailure(work, f"{job.input_path}: {error}"))
+            return
         mask = _load_mask(job, (nt, ny, nx), notes)
-        slabs = _slab_ranges(nz, nt * nc * ny * nx * np.dtype(np.complex64).itemsize, self.options.max_slab_bytes)
         if len(slabs) > 1:
             log.info("%s: %.1f GB of k-space, reading %d slabs of slices",
                      job.relative_path, np.prod(work.shape) * 8 / 1e9, len(slabs))
@@ -456,26 +532,40 @@ class _Pipeline:
         return _put(self.read_queue, item, self.stop.is_set)
 
     # writer thread ------------------------------------------------------------------------------------
-    def _put_write(self, item) -> None:
-        _put(self.write_queue, item, lambda: not self.writer.is_alive())
+    def _put_write(self, item) -> bool:
+        return _put(self.write_queue, item, lambda: not self.writer.is_alive())
 
     def _write_all(self) -> None:
         while (item := self.write_queue.get()) is not _DONE:
-            work, output, expected = item
-            path = self.output_root / work.job.output_relative
-            started = time.monotonic()
+            work = item[0]
             try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                matio.write_output(path, output)
-                matio.validate_output(path, expected)
-            except Exception as error:  # a bad file must not stay: 2024/2025 scorers crash on unreadable ones
-                path.unlink(missing_ok=True)
+                self._write_one(*item)
+            except BaseException as error:  # the writer must outlive any one file: nothing queued is dropped
                 work.result.outcome, work.result.method = FAILED, None
-                work.result.reason = f"writing {path} failed: {type(error).__name__}: {error}"
-            elapsed = time.monotonic() - started
-            work.result.seconds += elapsed
-            work.result.write_seconds += elapsed
-            self._file_done(work.result)
+                work.result.reason = f"writing the output failed: {type(error).__name__}: {error}"
+            try:
+                self._file_done(work.result)
+            except Exception:
+                pass                        # a progress bar or log line must not stop the writer
+
+    def _write_one(self, work: _FileWork, output: np.ndarray, expected: tuple) -> None:
+        """The row becomes valid only once the output is written, flushed, re-read and renamed into place;
+        a failure leaves whatever was at the path before (output_safety.write_output)."""
+        path = self.output_root / work.job.output_relative
+        started = time.monotonic()
+        try:
+            output_safety.write_output(path, output, expected, self.guard)
+        except Exception as error:
+            work.result.outcome, work.result.method = FAILED, None
+            work.result.reason = f"writing {path} failed: {type(error).__name__}: {error}"
+        else:
+            work.written = True
+            work.result.outcome = work.outcome
+            work.result.method = "+".join(work.methods)
+            work.result.reason = "; ".join(work.fallback_reasons) or None
+        elapsed = time.monotonic() - started
+        work.result.seconds += elapsed
+        work.result.write_seconds += elapsed
 
 
 _TQDM = dict(dynamic_ncols=True, mininterval=1.0)
@@ -512,11 +602,6 @@ def _put(target: queue.Queue, item, give_up: Callable[[], bool]) -> bool:
         except queue.Full:
             if give_up():
                 return False
-
-
-def _slab_ranges(nz: int, bytes_per_slice: int, max_slab_bytes: int) -> list[slice]:
-    per_slab = max(1, max_slab_bytes // max(1, bytes_per_slice))
-    return [slice(start, min(start + per_slab, nz)) for start in range(0, nz, per_slab)] or [slice(0, 0)]
 
 
 def _sanitise(kspace: np.ndarray, expected_shape: tuple, job: rules.Job, notes: list[str]) -> np.ndarray:
@@ -626,8 +711,13 @@ def _default_factory(options: RunOptions, shard: tuple[int, int]) -> Reconstruct
 
     def factory(method: str) -> Reconstructor:
         # the last resort runs on the CPU: it must work even when the GPU is the problem
-        return build_reconstructor(method, weights=options.weights, batch_size=options.batch_size,
-                                   amp=options.amp, ensemble=options.ensemble,
-                                   adapt_steps=options.adapt_steps, adapt_seconds=options.adapt_seconds,
-                                   device="cpu" if method == "zerofilled" else device)
+        try:
+            return build_reconstructor(method, weights=options.weights, batch_size=options.batch_size,
+                                       amp=options.amp, ensemble=options.ensemble,
+                                       adapt_steps=options.adapt_steps, adapt_seconds=options.adapt_seconds,
+                                       device="cpu" if method == "zerofilled" else device)
+        except WeightsUnavailable as error:
+            if str(options.weights) in str(error):
+                raise
+            raise WeightsUnavailable(f"{options.weights}: {error}") from error   # the note must name the file
     return factory

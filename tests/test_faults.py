@@ -59,6 +59,26 @@ ISSUE_CASES = {
     "a simulated CUDA out-of-memory": ("injected", "cuda_out_of_memory"),
     "weights whose sha256 does not match": ("bad_weights", "*"),
     "fallback used when the weights are refused": ("bad_weights", "weights_sha256_mismatch"),
+    # issue 17: what surrounds the run
+    "a folder where an output file goes": ("guard", "folder_at_output_file"),
+    "a regular file where an output patient folder goes": ("guard", "file_at_output_patient_folder"),
+    "a link at an output path to its own input": ("guard", "output_link_to_its_input"),
+    "an output patient folder linked into the input": ("guard", "output_folder_linked_into_input"),
+    "an output patient folder linked inside the input root": ("guard", "output_folder_linked_into_input_root"),
+    "a stale wrong-shape output of a failed input, moved aside": ("guard", "stale_wrong_shape_of_failed_input"),
+    "an input named .MAT": ("guard", "upper_case_extension"),
+    "a 2023 output root above the input root": ("nested_2023", "output_is_its_own_input_2023"),
+    "a declared 366 GiB image beside a valid file": ("absurd", "declared_366_gib_image"),
+    "the valid file beside the absurd one": ("absurd", "valid_beside_absurd"),
+    "stdout and stderr closed by their reader mid-run": ("broken_pipe", "*"),
+    "a full disk on a rerun without --resume keeps earlier outputs": ("disk_full_outputs", "valid_1"),
+    "a disk too full for the report": ("disk_full_report", "*"),
+    "--device foo": ("device_unknown", "*"),
+    "--device cuda without a GPU": ("device_cuda_absent", "*"),
+    "a malformed WORLD_SIZE": ("world_size_malformed", "*"),
+    "RANK/WORLD_SIZE without torchrun": ("rank_without_torchrun", "*"),
+    "a sharded run's summary": ("shard_summary", "*"),
+    "a 0-byte weights file named in the note": ("empty_weights", "*"),
 }
 
 
@@ -120,7 +140,10 @@ def test_issue_case(item, runs):
 
 
 @pytest.mark.parametrize("scenario", ["main", "resume", "injected", "bad_weights", "permissions", "empty_root",
-                                      "output_is_under_a_file", "output_read_only"])
+                                      "output_is_under_a_file", "output_read_only", "guard", "nested_2023", "absurd",
+                                      "broken_pipe", "disk_full_outputs", "disk_full_report", "device_unknown",
+                                      "device_cuda_absent", "world_size_malformed", "rank_without_torchrun",
+                                      "shard_summary", "empty_weights"])
 def test_every_case_of_the_scenario(scenario, runs, tree):
     """Cases beyond the issue's list (valid neighbours, the resumed rows) are checked as well."""
     _, scenarios, cases = tree
@@ -235,10 +258,47 @@ def test_checker_catches_mismatches(runs, tree):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1500)   # every scenario again in a child process: ~30 predict.py runs
 def test_make_faults_command(tmp_path):
     """`python -m challenge.fault_tree --run OUT` (the Makefile's `faults`) builds, runs, checks, exits 0."""
     finished = subprocess.run([sys.executable, "-m", "challenge.fault_tree", "--run", str(tmp_path / "faults")],
-                              cwd=REPO, capture_output=True, text=True, timeout=600)
+                              cwd=REPO, capture_output=True, text=True, timeout=1500)
     assert finished.returncode == 0, finished.stdout[-4000:] + finished.stderr[-2000:]
     assert "0 mismatched" in finished.stdout and "truncated_hdf5" in finished.stdout
     fault_tree.remove_tree(tmp_path / "faults")
+
+
+def test_checker_catches_issue_17_failures(runs, tree):
+    """The new checks can fail: a hang, a changed planted folder, a stale file left in place, an earlier output
+    changed on a full disk, a missing exit line."""
+    out, scenarios, cases = tree
+    guard, _ = runs("guard")
+    tampered = copy.deepcopy(guard)
+    tampered.details["hung"] = True
+    relative = next(r for r, kind in scenarios["guard"].plant.items() if kind == "folder")
+    tampered.details["planted_after"][relative] = "nothing"
+    stale = next(r for r, kind in scenarios["guard"].plant.items() if kind == "wrong_shape")
+    tampered.details["planted_after"][stale] = "file of 100 bytes"
+    tampered.output_text = tampered.output_text.replace("exit code 1", "")
+    star = {c.case: c for c in check_run(out, scenarios["guard"], cases, tampered)}["*"]
+    assert star.status == "MISMATCH"
+    for words in ("hung", f"{relative} changed", "not moved aside", "no 'exit code' line"):
+        assert words in star.detail, (words, star.detail)
+    full, _ = runs("disk_full_outputs")
+    if full.skipped:
+        pytest.skip(full.skipped)
+    tampered = copy.deepcopy(full)
+    name = next(iter(tampered.details["outputs_after"]))
+    tampered.details["outputs_after"][name] = "0" * 64
+    star = {c.case: c for c in check_run(out, scenarios["disk_full_outputs"], cases, tampered)}["*"]
+    assert star.status == "MISMATCH" and "earlier outputs changed or deleted" in star.detail
+
+
+def test_guard_run_leaves_inputs_and_planted_things_alone(runs, tree):
+    out, scenarios, _ = tree
+    result, _ = runs("guard")
+    assert result.input_before == result.input_after
+    assert result.details["planted"] == {**result.details["planted_after"], **{
+        r: result.details["planted"][r] for r, kind in scenarios["guard"].plant.items() if kind == "wrong_shape"}}
+    moved = [f for f in result.output_files if f.startswith("invalid_outputs_moved_aside/")]
+    assert len(moved) == 1 and moved[0].endswith(".mat.invalid")

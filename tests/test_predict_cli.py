@@ -11,6 +11,7 @@ import pytest
 import scipy.io
 
 import predict
+from challenge import memory
 from model.reconstruction import DEFAULT_ENSEMBLE
 from tests.test_runner import SHAPE, expected_full_shape, files_under, snapshot, write_case
 
@@ -131,16 +132,60 @@ def test_end_to_end_on_sample_tree(sample_trees, tmp_path, year, crop):
         [f for f in files_under(tree / ("gt_crop" if crop else "gt_full")) if f.endswith(".mat")])
 
 
-def test_max_slab_gb_processes_a_volume_in_pieces_with_the_same_result(small_tree, tmp_path, caplog):
+def test_max_memory_gb_processes_a_volume_in_pieces_with_the_same_result(small_tree, tmp_path, caplog,
+                                                                         monkeypatch):
     root, cases = small_tree
     whole, pieces = tmp_path / "whole", tmp_path / "pieces"
     caplog.set_level(logging.INFO)
     assert predict.main(["--input", str(root), "--output", str(whole), "--method", "zerofilled"]) == 0
     assert "files to reconstruct" in caplog.text and "slabs of slices" not in caplog.text
-    one_slice_gb = np.prod([s for i, s in enumerate(SHAPE) if i != 1]) * 8 / 2 ** 30
+    # the process's resident memory pinned, the bound set to leave room for one slice per slab
+    in_use = 2 ** 30
+    monkeypatch.setattr(memory, "resident_bytes", lambda: in_use)
+    nt, nz, nc, ny, nx = SHAPE
+    slice_bytes, image_bytes = nt * nc * ny * nx * 8, nt * nz * ny * nx * 4
+    # the fallbacks (cgsense) may run on the same slab: the largest per-slice need counts
+    bound = (in_use + memory.IMAGE_COPIES * image_bytes + max(memory.SLICE_COPIES.values()) * slice_bytes
+             + 1.5 * memory.SLAB_COPIES * slice_bytes)
     assert predict.main(["--input", str(root), "--output", str(pieces), "--method", "zerofilled",
-                         "--max-slab-gb", str(one_slice_gb)]) == 0
+                         "--max-memory-gb", str(bound / 2 ** 30)]) == 0
     assert "reading 2 slabs of slices" in caplog.text
     for case in cases:
         np.testing.assert_array_equal(scipy.io.loadmat(whole / case["output"])["img4ranking"],
                                       scipy.io.loadmat(pieces / case["output"])["img4ranking"])
+
+
+def test_max_memory_gb_below_one_slice_fails_each_file_with_its_reason(small_tree, tmp_path, monkeypatch, capsys):
+    """The old name --max-slab-gb is the same bound; a volume whose one slice cannot fit is a failed row that
+    says how much it needs, not a crash."""
+    root, cases = small_tree
+    monkeypatch.setattr(memory, "resident_bytes", lambda: 2 ** 30)
+    assert predict.main(["--input", str(root), "--output", str(tmp_path / "out"), "--method", "zerofilled",
+                         "--max-slab-gb", "1.0001"]) == 1
+    report = json.loads((tmp_path / "out" / "run_report.json").read_text())
+    assert report["files_valid"] == 0 and report["files_total"] == len(cases)
+    assert all("--max-memory-gb" in row["reason"] and "needs at least" in row["reason"] for row in report["files"])
+    assert "FAILED" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--device", "foo"], "--device 'foo' is not a device"),
+    (["--device", "cuda"], "no CUDA device is available"),
+    (["--device", "mps"], "only auto, cpu, cuda and cuda:N are supported"),
+])
+def test_unusable_device_exits_2_with_one_line(small_tree, tmp_path, capsys, arguments, message):
+    root, _ = small_tree
+    if "cuda" in arguments and __import__("torch").cuda.is_available():
+        pytest.skip("CUDA is available here")
+    assert predict.main(["--input", str(root), "--output", str(tmp_path / "out"), "--method", "zerofilled",
+                         *arguments]) == 2
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and out[0].startswith("ERROR: ") and message in out[0]
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "x"])
+def test_max_memory_gb_must_be_a_positive_number(value, capsys):
+    with pytest.raises(SystemExit) as stop:
+        predict.parse_args(["--max-memory-gb", value])
+    assert stop.value.code == 2

@@ -4,6 +4,7 @@ Inputs are small 2024-layout trees written with challenge.matio (plus the sample
 in the slow end-to-end tests); reconstructors are the classical ones or injected fakes, so no weights are needed.
 """
 import json
+import re
 import stat
 from pathlib import Path
 
@@ -352,8 +353,37 @@ def test_shard_comes_from_torchrun_environment(tree, tmp_path, monkeypatch):
     root, _ = tree
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("WORLD_SIZE", "3")
+    monkeypatch.setenv("LOCAL_RANK", "1")
     report = run(options(root, tmp_path / "out"), factory_of())
     assert report.shard == (1, 3) and len(report.files) == 1
+    assert report.other_shards_files == 2
+    assert "shard 1/3" in report.format_text() and "hold 2 files" in report.format_text()
+
+
+def test_rank_and_world_size_without_torchrun_are_ignored_with_a_note(tree, tmp_path, monkeypatch):
+    root, cases = tree
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    for name in ("LOCAL_RANK", "TORCHELASTIC_RUN_ID"):
+        monkeypatch.delenv(name, raising=False)
+    report = run(options(root, tmp_path / "out"), factory_of())
+    assert report.shard == (0, 1) and len(report.files) == len(cases) and report.exit_code == 0
+    assert any("not launched by torchrun" in note for note in report.notes)
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"WORLD_SIZE": "two"}, "WORLD_SIZE='two' is not an integer"),
+    ({"RANK": "x", "WORLD_SIZE": "2"}, "RANK='x' is not an integer"),
+    ({"RANK": "3", "WORLD_SIZE": "2", "LOCAL_RANK": "0"}, "RANK=3 needs 0 <= RANK < WORLD_SIZE=2"),
+    ({"WORLD_SIZE": "0"}, "WORLD_SIZE=0 must be >= 1"),
+])
+def test_malformed_shard_environment_is_a_setup_error(tree, tmp_path, monkeypatch, env, message):
+    root, _ = tree
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(RunSetupError, match=re.escape(message)):
+        run(options(root, tmp_path / "out"), factory_of())
+    assert not (tmp_path / "out").exists()       # nothing touched
 
 
 def test_nothing_is_written_under_a_read_only_input_root(tree, tmp_path):

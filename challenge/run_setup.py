@@ -1,0 +1,78 @@
+"""Arguments and environment a run cannot start without: the device and the shard.
+
+Each check raises RunSetupError with one line that names the value and why it is unusable (predict.py exits 2),
+before any file is touched.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import torch
+
+
+class RunSetupError(Exception):
+    """The run cannot start (roots unusable, device unknown or absent, malformed shard environment)."""
+
+
+# torchrun (torch.distributed.run) sets these beside RANK/WORLD_SIZE; a bare RANK/WORLD_SIZE left in an
+# environment by something else must not silently make this process reconstruct a fraction of the tree.
+TORCHRUN_MARKERS = ("LOCAL_RANK", "TORCHELASTIC_RUN_ID")
+
+
+def check_device(device: str) -> str:
+    """'auto', 'cpu', 'cuda' or 'cuda:N' that exists here; anything else is a RunSetupError."""
+    if device == "auto":
+        return device
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as error:
+        raise RunSetupError(f"--device {device!r} is not a device ({error}); use auto, cpu, cuda or cuda:N") from None
+    if parsed.type == "cpu":
+        return device
+    if parsed.type != "cuda":
+        raise RunSetupError(f"--device {device!r}: only auto, cpu, cuda and cuda:N are supported")
+    if not torch.cuda.is_available():
+        raise RunSetupError(f"--device {device!r} asked for CUDA, but no CUDA device is available "
+                            f"(use --device cpu or auto)")
+    count = torch.cuda.device_count()
+    if parsed.index is not None and parsed.index >= count:
+        raise RunSetupError(f"--device {device!r}: only {count} CUDA device(s) here")
+    return device
+
+
+def _environment_int(env: Mapping[str, str], name: str) -> int | None:
+    text = env.get(name)
+    if text is None:
+        return None
+    try:
+        return int(text.strip())
+    except ValueError:
+        raise RunSetupError(f"environment variable {name}={text!r} is not an integer") from None
+
+
+def shard_from_environment(env: Mapping[str, str] | None = None) -> tuple[tuple[int, int], str | None]:
+    """((RANK, WORLD_SIZE), note) under torchrun, else ((0, 1), note or None).
+
+    Malformed RANK or WORLD_SIZE are a RunSetupError wherever they come from; well-formed ones are honoured
+    only under torchrun (see TORCHRUN_MARKERS); otherwise they are ignored and the note says so.
+    """
+    env = os.environ if env is None else env
+    rank, world_size = _environment_int(env, "RANK"), _environment_int(env, "WORLD_SIZE")
+    if rank is None and world_size is None:
+        return (0, 1), None
+    if world_size is not None and world_size < 1:
+        raise RunSetupError(f"environment variable WORLD_SIZE={world_size} must be >= 1")
+    if rank is not None and (rank < 0 or (world_size is not None and rank >= world_size)):
+        raise RunSetupError(f"environment variable RANK={rank} needs 0 <= RANK < WORLD_SIZE={world_size}")
+    under_torchrun = any(marker in env for marker in TORCHRUN_MARKERS)
+    if not under_torchrun:
+        if (world_size or 1) > 1:
+            return (0, 1), (f"RANK={env.get('RANK')} WORLD_SIZE={env.get('WORLD_SIZE')} in the environment ignored: "
+                            f"not launched by torchrun (no {' or '.join(TORCHRUN_MARKERS)}); use --shard K/N "
+                            f"to reconstruct a part of the tree")
+        return (0, 1), None
+    if world_size is None or rank is None:
+        raise RunSetupError(f"under torchrun both RANK and WORLD_SIZE are needed (RANK={env.get('RANK')!r}, "
+                            f"WORLD_SIZE={env.get('WORLD_SIZE')!r})")
+    return ((rank, world_size) if world_size > 1 else (0, 1)), None
