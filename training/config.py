@@ -38,6 +38,7 @@ class TrainConfig:
     val_fraction: float = 0.2                  # 0: every subject trains; the last epoch is exported
     centre_weights: tuple[tuple[str, float], ...] = ()   # (centre, weight): draw its domains this often (1 each)
     reflect_augment: bool = False              # each training window's anatomy reflected along ny / nx at random
+    masks: str = "drawn"                       # files: masks "drawn" on the fly, the "release"'s own, or "both"
     # where windows come from: "files" (a CMRxRecon-format training tree, --data) or "simulated" (training.simulated:
     # native-scale anatomy, a fresh scanner-like acquisition per window, every input kind)
     source: str = "files"
