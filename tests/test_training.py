@@ -270,7 +270,7 @@ def test_centre_weights_set_how_often_each_domain_is_drawn(tree):
 
 
 def test_centre_weights_survive_the_checkpoint_record():
-    config = PRESETS["cpu-real-cine"]
+    config = PRESETS["cpu"]
     assert dict(config.centre_weights) == {"Phantom": 0.25}
     restored = TrainConfig.from_dict(json.loads(json.dumps(config.to_dict())))
     assert restored == config
@@ -279,7 +279,7 @@ def test_centre_weights_survive_the_checkpoint_record():
 
 
 def test_reflect_augment_survives_the_checkpoint_record_and_older_records_load_without_it():
-    config = PRESETS["cpu-real-cine-reflect"]
+    config = PRESETS["cpu"]
     assert config.reflect_augment
     assert TrainConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
     older = {k: v for k, v in config.to_dict().items() if k != "reflect_augment"}
