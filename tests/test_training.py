@@ -189,9 +189,9 @@ def test_a_second_stage_starts_from_exported_weights_and_records_them(tree, tmp_
 @pytest.mark.slow
 def test_torchrun_ddp_two_processes_on_cpu(tree, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531",
-               "-m", "training", "--data", str(tree), "--run-dir", str(tmp_path), "--preset", "smoke",
-               "--epochs", "1", "--steps-per-epoch", "2", "--device", "cpu"]
+    command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
+               "--master_port", "29531", "-m", "training", "--data", str(tree), "--run-dir", str(tmp_path), "--preset", "smoke",
+               "--epochs", "1", "--steps-per-epoch", "2", "--device", "cpu", "--workers", "1"]
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
     rows = list(csv.DictReader(open(tmp_path / "train_log.csv")))

@@ -7,8 +7,8 @@
 - 2025: ``MultiCoil/{Modality}/TrainingSet/FullSample/{Center}/{Vendor}/P###/{base}.mat``, release masks
   ``TrainingSet/Mask_TaskAll/{Center}/{Vendor}/P###/{base}_mask_{Pattern}{R}.mat`` (20 ACS lines).
 
-2023 and 2024 share the flat layout; the folders beside ``FullSample`` tell them apart (``AccFactorXX`` in 2023,
-``Mask_Task1``/``Mask_Task2``/``ImgSnapshot`` in 2024). The SDA domain of a file is ``{centre}:{modality}``,
+2023 and 2024 share the flat layout; the folders beside a tree's ``FullSample`` folders tell them apart
+(``AccFactorXX`` in 2023, ``Mask_Task1``/``Mask_Task2``/``ImgSnapshot`` in 2024), or its modalities. The SDA domain of a file is ``{centre}:{modality}``,
 where the centre of a flat-layout file is its release (``CMRxRecon2023``, ``CMRxRecon2024``), which has no
 centre or vendor folders.
 """
@@ -61,12 +61,15 @@ class TrainingFile:
         return self.base.startswith(CYCLIC_PREFIXES)
 
 
-def flat_year(training_set: Path) -> str:
-    """2023 or 2024 from the folders beside FullSample; '2023-2024' when neither kind is there."""
-    names = {p.name for p in training_set.iterdir() if p.is_dir()}
+def flat_year(root: Path) -> str:
+    """2023 or 2024 for a flat-layout tree, from the folders beside its FullSample folders (AccFactorXX: 2023;
+    Mask_Task1/Mask_Task2/ImgSnapshot: 2024) or its modalities (only 2024 has more than Cine and Mapping);
+    '2023-2024' when nothing tells."""
+    training_sets = [p.parent for p in root.rglob("FullSample") if p.is_dir() and p.parent.name == "TrainingSet"]
+    names = {p.name for ts in training_sets for p in ts.iterdir() if p.is_dir()}
     if any(_ACC_FOLDER.match(n) for n in names):
         return "2023"
-    if names & {"Mask_Task1", "Mask_Task2", "ImgSnapshot"}:
+    if names & {"Mask_Task1", "Mask_Task2", "ImgSnapshot"} or {ts.parent.name for ts in training_sets} - {"Cine", "Mapping"}:
         return "2024"
     return "2023-2024"
 
@@ -108,9 +111,9 @@ def training_file(root: Path, path: Path, years: dict[Path, str]) -> TrainingFil
         year = "2025"
     else:
         (patient,) = relative
-        if training_set not in years:
-            years[training_set] = flat_year(training_set)
-        year = years[training_set]
+        if root not in years:
+            years[root] = flat_year(root)
+        year = years[root]
         center, vendor = f"CMRxRecon{year}", ""
     return TrainingFile(path=path, modality=modality, center=center, vendor=vendor, patient=patient,
                         base=path.stem, year=year, masks=release_masks(training_set, year, relative, path.stem))
