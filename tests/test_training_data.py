@@ -11,7 +11,8 @@ import torch
 
 from challenge.masks import make_mask
 from challenge.matio import read_kspace, read_kspace_slice, write_kspace_v5, write_kspace_v73, write_mask_v73
-from model.fftc import fft2c
+from model.coils import rss
+from model.fftc import fft2c, ifft2c
 from training import slice_index
 from training.__main__ import main as train_main
 from training.dataset import WindowSampler
@@ -236,3 +237,12 @@ def test_the_cli_budgets_workers_and_resume_do_what_they_say(releases, tmp_path)
     assert len(list(csv.DictReader(open(timed / "train_log.csv")))) == 1   # the budget is checked after each step
     assert train_main(["--data", *roots, "--preset", "smoke", "--run-dir", str(tmp_path / "none"),
                        "--resume"]) == 2
+
+
+def test_the_slice_peak_is_the_rss_maximum_over_every_frame(releases):
+    files, reader = build_index(find_training_files(releases["2024"]))
+    sampler = WindowSampler(files, sorted({f.domain_name for f in files}), ("ktUniform",), 8, reader=reader)
+    odd = np.random.default_rng(5).standard_normal((3, 2, 23, 31)).astype(np.complex64)    # odd sizes too
+    for kspace in (reader.read_slice(files[0].path, 1), odd):
+        expected = float(rss(ifft2c(torch.from_numpy(kspace))).amax())
+        assert sampler.slice_peak(files[0], kspace, id(kspace)) == pytest.approx(expected, rel=1e-5)
