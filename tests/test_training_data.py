@@ -246,3 +246,18 @@ def test_the_slice_peak_is_the_rss_maximum_over_every_frame(releases):
     for kspace in (reader.read_slice(files[0].path, 1), odd):
         expected = float(rss(ifft2c(torch.from_numpy(kspace))).amax())
         assert sampler.slice_peak(files[0], kspace, id(kspace)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_several_windows_per_slice_read_pay_the_read_once(releases):
+    files, reader = build_index(find_training_files(releases["2025"]))
+    reads = []
+    read_slice = reader.read_slice
+    reader.read_slice = lambda path, z: reads.append((path, z)) or read_slice(path, z)
+    sampler = WindowSampler(files, sorted({f.domain_name for f in files}), ("ktGaussian",), 8, reader=reader,
+                            windows_per_read=3)
+    rng = np.random.default_rng(4)
+    drawn = [sampler.draw(rng, (8, 16)) for _ in range(7)]
+    assert len(reads) == 3                        # windows 1-3, 4-6 and 7
+    assert len({(s.acceleration, float(s.data_range)) for s in drawn[:3]}) > 1   # fresh mask, AF, frame each
+    with pytest.raises(ValueError, match="windows_per_read"):
+        WindowSampler(files, ["Center001:Cine"], ("ktGaussian",), 8, windows_per_read=0)

@@ -43,6 +43,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--max-steps", type=int, help="stop after this many optimiser steps in all (checkpoint kept)")
     parser.add_argument("--workers", type=int, default=0,
                         help="DataLoader worker processes drawing windows (0: in the training process)")
+    parser.add_argument("--windows-per-read", type=int,
+                        help="training windows drawn from each slice read (default 1: every window reads a slice)")
     parser.add_argument("--masks", choices=("drawn", "release", "both"),
                         help="training-tree masks: drawn on the fly (default), the release's own, or either")
     parser.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt")
@@ -58,7 +60,7 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
     overrides = {"model": args.model, "epochs": args.epochs, "steps_per_epoch": args.steps_per_epoch,
                  "lr": args.lr, "seed": args.seed,
                  "adv_weight": args.adv_weight, "val_fraction": 0.0 if args.all_subjects else None,
-                 "masks": args.masks}
+                 "masks": args.masks, "windows_per_read": args.windows_per_read}
     config = dataclasses.replace(PRESETS[args.preset], **{k: v for k, v in overrides.items() if v is not None})
     return dataclasses.replace(config, use_ear=not args.no_ear, use_sda=not args.no_sda,
                                residual=not args.no_residual, use_adv=not args.no_adv,

@@ -88,7 +88,9 @@ class WindowSampler:
     def __init__(self, files: list[TrainingFile], domains: list[str], patterns: tuple[str, ...],
                  num_acs: int, window: int = 5, reader: SliceReader | None = None,
                  centre_weights: dict[str, float] | None = None, reflect_augment: bool = False,
-                 masks: str = "drawn"):
+                 masks: str = "drawn", windows_per_read: int = 1):
+        if windows_per_read < 1:
+            raise ValueError(f"windows_per_read must be >= 1, got {windows_per_read}")
         if masks not in MASK_SOURCES:
             raise ValueError(f"masks must be one of {MASK_SOURCES}, got {masks!r}")
         if masks == "release":
@@ -111,8 +113,24 @@ class WindowSampler:
         self.masks = masks
         self.reader = reader or SliceReader()
         self._slice_peaks: dict[tuple[Path, int], float] = {}   # one float per slice drawn, never k-space
+        # windows_per_read > 1: the last slice read serves that many windows (frame, mask, AF drawn anew each),
+        # so the read and the slice's peak are paid once for them; one slice is held per process
+        self.windows_per_read = windows_per_read
+        self._held: tuple[TrainingFile, int, np.ndarray] | None = None
+        self._held_left = 0
 
     def draw(self, rng: np.random.Generator, accelerations: tuple[int, ...]) -> Sample:
+        if self._held is not None and self._held_left > 0:
+            self._held_left -= 1
+            file, z, kspace = self._held
+            t = int(rng.integers(kspace.shape[0]))
+            pattern = self.patterns[rng.integers(len(self.patterns))]
+            factor = int(accelerations[rng.integers(len(accelerations))])
+            try:
+                return self.window_sample(file, kspace, z, t, pattern, factor, rng, accelerations)
+            except (MatReadError, OSError) as error:      # a broken release mask: read another slice
+                log.warning("skipped %s: %s", file.path, error)
+                self._held = None
         while self.by_domain:
             names = list(self.by_domain)
             # the balanced draw keeps its own random stream so that earlier runs reproduce
@@ -132,6 +150,13 @@ class WindowSampler:
         pattern = self.patterns[rng.integers(len(self.patterns))]
         factor = int(accelerations[rng.integers(len(accelerations))])
         kspace = self.reader.read_slice(file.path, z)                                    # (nt, C, ny, nx)
+        if self.windows_per_read > 1:
+            self._held, self._held_left = (file, z, kspace), self.windows_per_read - 1
+        return self.window_sample(file, kspace, z, t, pattern, factor, rng, accelerations)
+
+    def window_sample(self, file: TrainingFile, kspace: np.ndarray, z: int, t: int, pattern: str, factor: int,
+               rng: np.random.Generator, accelerations: tuple[int, ...]) -> Sample:
+        """The sample of frame t of slice z (nt, C, ny, nx), with a drawn or a release mask."""
         release = None
         if file.masks and (self.masks == "release" or (self.masks == "both" and rng.random() < 0.5)):
             release = self.release_mask(file, accelerations, rng)

@@ -351,7 +351,8 @@ def file_samplers(config: TrainConfig, roots: list[Path], run_dir: Path
     train_files, val_files = split_by_subject(files, config.val_fraction, config.seed)
     domains = sorted({f.domain_name for f in files})
     train = WindowSampler(train_files, domains, config.patterns, config.num_acs, config.adjacent_frames, reader,
-                          dict(config.centre_weights), config.reflect_augment, masks=config.masks)
+                          dict(config.centre_weights), config.reflect_augment, masks=config.masks,
+                          windows_per_read=config.windows_per_read)
     val = WindowSampler(val_files or train_files, domains, config.patterns, config.num_acs,
                         config.adjacent_frames, reader, masks=config.masks)
     summary = {"root": str(roots[0]) if len(roots) == 1 else [str(r) for r in roots], "files": len(files),
