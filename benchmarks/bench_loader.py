@@ -2,7 +2,7 @@
 against the samples/s one GPU step of the `paper` and of the shipped configuration consumes.
 
 `python -m benchmarks.bench_loader [--tree build/bench-loader] [--files 17] [--samples 200] [--gpu-tflops 30]
-                                   [--out docs/benchmarks.md]`
+                                   [--grouped 4] [--out docs/benchmarks.md]`
 
 The tree (2025 layout, MATLAB v7.3 files of the real cine_sax shape 12 x 10 x 10 x 246 x 512 complex64, 1.2 GB
 each, random k-space; 17 files = 20.6 GB) is written once under build/ and reused. A GPU step's consumption is
@@ -94,8 +94,9 @@ def children() -> list[int]:
     return found
 
 
-def measure(sampler: WindowSampler, workers: int, samples: int) -> dict:
+def measure(sampler: WindowSampler, workers: int, samples: int, windows_per_read: int = 1) -> dict:
     """samples/s after the first sample arrives, and the peak RSS of this process and of each worker."""
+    sampler.windows_per_read, sampler._held = windows_per_read, None
     Path("/proc/self/clear_refs").write_text("5")          # restart this process's VmHWM
     loader = epoch_loader(sampler, (8, 16, 24), samples, seed=0, rank=0, epoch=workers, workers=workers)
     started = time.perf_counter()
@@ -106,7 +107,8 @@ def measure(sampler: WindowSampler, workers: int, samples: int) -> dict:
         if count == samples:
             worker_peaks = [peak_rss_gib(pid) for pid in children()] if workers else []
     done = time.perf_counter()
-    return {"workers": workers, "samples": samples, "first_s": first - started,
+    return {"workers": workers, "windows_per_read": windows_per_read, "samples": samples,
+            "first_s": first - started,
             "samples_per_s": (samples - 1) / (done - first), "trainer_gib": peak_rss_gib(),
             "worker_gib": worker_peaks}
 
@@ -123,12 +125,13 @@ def gpu_consumption(gpu_tflops: float) -> dict[str, float]:
 
 
 def report(args, results: list[dict], rates: dict, tree_bytes: int) -> str:
-    per_worker = max(r["samples_per_s"] for r in results if r["workers"] == 1)
-    two = next(r for r in results if r["workers"] == 2)["samples_per_s"]
+    per_worker = next(r for r in results if r["workers"] == 1 and r["windows_per_read"] == 1)["samples_per_s"]
+    two = next(r for r in results if r["workers"] == 2 and r["windows_per_read"] == 1)["samples_per_s"]
+    grouped = [r for r in results if r["windows_per_read"] > 1]
     lines = [
         BEGIN, "## Training loader (benchmarks/bench_loader.py)", "",
         f"- Command: `python -m benchmarks.bench_loader --files {args.files} --samples {args.samples} "
-        f"--gpu-tflops {args.gpu_tflops:g}`",
+        f"--gpu-tflops {args.gpu_tflops:g} --grouped {args.grouped} --out docs/benchmarks.md`",
         f"- Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} logical cores, shared with other "
         f"jobs (load average at the start {os.getloadavg()[0]:.1f}); "
         f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.1f} GiB RAM; torch {torch.__version__}",
@@ -139,11 +142,12 @@ def report(args, results: list[dict], rates: dict, tree_bytes: int) -> str:
         "- A sample: one slice read as a hyperslab (12 frames x 10 coils x 246 x 512, 121 MB), a drawn mask "
         "(ktUniform/ktGaussian/ktRadial, AF 8/16/24), the 5-frame window, the view-shared k-space, the target "
         "and the slice's peak",
-        "", "| workers | samples | first sample (s) | samples/s | trainer peak RSS (GiB) | worker peak RSS (GiB) |",
-        "|---|---|---|---|---|---|"]
+        "", "| workers | windows per read | samples | first sample (s) | samples/s | trainer peak RSS (GiB) | "
+        "worker peak RSS (GiB) |", "|---|---|---|---|---|---|---|"]
     for r in results:
         workers = ", ".join(f"{g:.2f}" for g in r["worker_gib"]) or "-"
-        lines.append(f"| {r['workers']} | {r['samples']} | {r['first_s']:.1f} | {r['samples_per_s']:.2f} | "
+        lines.append(f"| {r['workers']} | {r['windows_per_read']} | {r['samples']} | {r['first_s']:.1f} | "
+                     f"{r['samples_per_s']:.2f} | "
                      f"{r['trainer_gib']:.2f} | {workers} |")
     lines += ["", f"One GPU step at an effective {args.gpu_tflops:g} TFLOP/s (3 x the forward's FLOPs at 10 coils, "
               "246 x 512; torch FlopCounterMode, convolutions and matmuls):", "",
@@ -157,8 +161,10 @@ def report(args, results: list[dict], rates: dict, tree_bytes: int) -> str:
     lines += ["", f"- 2 workers deliver {two:.2f} samples/s: "
               + ("enough" if two >= shipped else "not enough")
               + f" for the shipped configuration ({shipped:.1f}/s) on this machine; the paper configuration needs "
-              f"{math.ceil(rates['paper']['samples_per_s'] / per_worker)} workers at this machine's per-worker rate.",
-              END]
+              f"{math.ceil(rates['paper']['samples_per_s'] / per_worker)} workers at this machine's per-worker rate."]
+    lines += [f"- {r['workers']} workers, {r['windows_per_read']} windows per slice read (`--windows-per-read`): "
+              f"{r['samples_per_s']:.2f} samples/s" for r in grouped]
+    lines += ["", END]
     return "\n".join(lines)
 
 
@@ -169,6 +175,8 @@ def main(argv=None) -> int:
     parser.add_argument("--files", type=int, default=17)
     parser.add_argument("--samples", type=int, default=200)
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--grouped", type=int, default=4,
+                        help="also measure 2 workers with this many windows per slice read (1: not)")
     parser.add_argument("--gpu-tflops", type=float, default=30.0, help="the effective GPU rate assumed")
     parser.add_argument("--out", type=Path, help="markdown file whose bench_loader section is replaced")
     args = parser.parse_args(argv)
@@ -181,6 +189,9 @@ def main(argv=None) -> int:
     results = []
     for workers in args.workers:
         results.append(measure(sampler, workers, args.samples))
+        print(json.dumps(results[-1]), flush=True)
+    if args.grouped > 1:
+        results.append(measure(sampler, 2, args.samples, args.grouped))
         print(json.dumps(results[-1]), flush=True)
     text = report(args, results, rates, tree_bytes)
     print(text)
