@@ -76,10 +76,11 @@ def ensure_tree(root: Path, files: int) -> Path:
 
 def peak_rss_gib(pid: int | str = "self") -> float:
     """VmHWM of a process (its peak resident memory)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 2**20
-    return float("nan")
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:                                      # exited meanwhile
+        return 0.0
+    return next((int(line.split()[1]) / 2**20 for line in lines if line.startswith("VmHWM:")), 0.0)
 
 
 def children() -> list[int]:
@@ -100,17 +101,18 @@ def measure(sampler: WindowSampler, workers: int, samples: int, windows_per_read
     Path("/proc/self/clear_refs").write_text("5")          # restart this process's VmHWM
     loader = epoch_loader(sampler, (8, 16, 24), samples, seed=0, rank=0, epoch=workers, workers=workers)
     started = time.perf_counter()
-    first = None
-    for count, _ in enumerate(loader, 1):
+    first, worker_peaks = None, {}
+    for _ in loader:
         if first is None:
             first = time.perf_counter()
-        if count == samples:
-            worker_peaks = [peak_rss_gib(pid) for pid in children()] if workers else []
+        # polled at every sample: a worker that has drawn its share exits before the last sample arrives
+        for pid in children() if workers else ():
+            worker_peaks[pid] = max(worker_peaks.get(pid, 0.0), peak_rss_gib(pid))
     done = time.perf_counter()
     return {"workers": workers, "windows_per_read": windows_per_read, "samples": samples,
             "first_s": first - started,
             "samples_per_s": (samples - 1) / (done - first), "trainer_gib": peak_rss_gib(),
-            "worker_gib": worker_peaks}
+            "worker_gib": list(worker_peaks.values())}
 
 
 def gpu_consumption(gpu_tflops: float) -> dict[str, float]:
@@ -124,7 +126,7 @@ def gpu_consumption(gpu_tflops: float) -> dict[str, float]:
     return rates
 
 
-def report(args, results: list[dict], rates: dict, tree_bytes: int) -> str:
+def report(args, results: list[dict], rates: dict, tree_bytes: int, load: tuple[float, float]) -> str:
     per_worker = next(r for r in results if r["workers"] == 1 and r["windows_per_read"] == 1)["samples_per_s"]
     two = next(r for r in results if r["workers"] == 2 and r["windows_per_read"] == 1)["samples_per_s"]
     grouped = [r for r in results if r["windows_per_read"] > 1]
@@ -133,7 +135,7 @@ def report(args, results: list[dict], rates: dict, tree_bytes: int) -> str:
         f"- Command: `python -m benchmarks.bench_loader --files {args.files} --samples {args.samples} "
         f"--gpu-tflops {args.gpu_tflops:g} --grouped {args.grouped} --out docs/benchmarks.md`",
         f"- Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} logical cores, shared with other "
-        f"jobs (load average at the start {os.getloadavg()[0]:.1f}); "
+        f"jobs (1-minute load average {load[0]:.1f} at the start, {load[1]:.1f} at the end); "
         f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.1f} GiB RAM; torch {torch.__version__}",
         f"- Date: {datetime.now(timezone.utc).isoformat(timespec='minutes')}",
         f"- Tree: {args.files} MATLAB v7.3 files of {SHAPE} complex64 (random k-space, 2025 layout), "
@@ -186,6 +188,7 @@ def main(argv=None) -> int:
                             num_acs=16, reader=reader)
     tree_bytes = sum(f.path.stat().st_size for f in files)
     rates = gpu_consumption(args.gpu_tflops)
+    load_start = os.getloadavg()[0]
     results = []
     for workers in args.workers:
         results.append(measure(sampler, workers, args.samples))
@@ -193,7 +196,7 @@ def main(argv=None) -> int:
     if args.grouped > 1:
         results.append(measure(sampler, 2, args.samples, args.grouped))
         print(json.dumps(results[-1]), flush=True)
-    text = report(args, results, rates, tree_bytes)
+    text = report(args, results, rates, tree_bytes, (load_start, os.getloadavg()[0]))
     print(text)
     if args.out:
         old = args.out.read_text() if args.out.exists() else ""
