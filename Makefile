@@ -63,13 +63,17 @@ train-smoke:
 	$(PYTHON) -m training --data data/train-smoke/train --run-dir $(OUT)/train-smoke --preset smoke
 	$(PYTHON) -m training.report $(OUT)/train-smoke --require-improvement
 
-## train: the configuration that ships (preset cpu here; TRAIN_PRESET=paper on a GPU), exported to weights/
+## train: the shipped configuration (preset cpu: simulated at native scale, from TRAIN_ARGS='--init-from W.pt';
+## TRAIN_PRESET=paper on a GPU); exported to runs/, never over weights/ unless EXPORT=weights/genre_cmr.pt is given
 TRAIN_PRESET ?= cpu
+TRAIN_DATA ?= data/genre/train
 TRAIN_ARGS ?=
+EXPORT ?= runs/genre-$(TRAIN_PRESET)/genre_cmr.pt
 train:
-	[ -d data/genre/train ] || $(PYTHON) -m training.build_data data/genre
-	$(PYTHON) -m training --data data/genre/train --run-dir runs/genre-$(TRAIN_PRESET) --preset $(TRAIN_PRESET) \
-	  --export weights/genre_cmr.pt $(TRAIN_ARGS)
+	@if $(PYTHON) -c "import sys; from training.config import PRESETS; sys.exit(PRESETS['$(TRAIN_PRESET)'].source != 'files')"; then \
+	  [ -d $(TRAIN_DATA) ] || $(PYTHON) -m training.build_data $(dir $(TRAIN_DATA:/=)); fi
+	$(PYTHON) -m training --data $(TRAIN_DATA) --run-dir runs/genre-$(TRAIN_PRESET) --preset $(TRAIN_PRESET) \
+	  --export $(EXPORT) $(TRAIN_ARGS)
 
 ## eval: held-out trees, predict with genre / cgsense / zerofilled, 2024 metric; writes docs/results.md;
 ## the reflection ensembles on validation windows (how predict.py's default was chosen); and held-out anatomy

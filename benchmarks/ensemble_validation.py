@@ -24,7 +24,7 @@ from benchmarks.validation_windows import (GROUPS, SPLIT, draw_windows, seen_in_
                                            training_tree_exists, validation_split)
 from model.checkpoint import file_sha256, load_generator
 from model.reflection import ENSEMBLES, reflect
-from training.dataset import KspaceCache
+from training.slice_index import SliceReader
 from training.trainer import psnr
 
 SEED = 7
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     command = shlex.join(["python", "-m", "benchmarks.ensemble_validation", *(sys.argv[1:] if argv is None else argv)])
     val_files, domains = validation_split(args.data)
     generator, record = load_generator(args.weights)
-    cache = KspaceCache()
+    cache = SliceReader()
     rows = []
     for label, patterns, factors, count in GROUPS:
         samples = draw_windows(val_files, domains, patterns, factors, count, SEED, cache)

@@ -22,7 +22,7 @@ from benchmarks.evaluate import format_machine, machine_summary
 from model.checkpoint import file_sha256, load_generator
 from benchmarks.validation_windows import (GROUPS, SPLIT, draw_windows, seen_in_training_note,
                                            training_tree_exists, validation_split)
-from training.dataset import KspaceCache
+from training.slice_index import SliceReader
 from training.trainer import psnr
 
 SEED = 11
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
                           *(sys.argv[1:] if argv is None else argv)])
     val_files, domains = validation_split(args.data)
     loaded = [load_generator(path) for path in args.weights]
-    cache = KspaceCache()
+    cache = SliceReader()
     header = "| domain | windows | n | " + " | ".join(f"`{p}`" for p in args.weights) + " |"
     rows = [header, "|---|---|---|" + "---|" * len(args.weights)]
     for domain in sorted({f.domain_name for f in val_files}):

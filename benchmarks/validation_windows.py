@@ -4,8 +4,9 @@ import sys
 from pathlib import Path
 
 from training.config import PRESETS
-from training.dataset import (KspaceCache, Sample, TrainingFile, WindowSampler, find_training_files,
+from training.dataset import (Sample, TrainingFile, WindowSampler, find_training_files,
                               fixed_validation_samples, split_by_subject)
+from training.slice_index import SliceReader
 
 SPLIT = PRESETS["cpu"]    # the split, ACS and window size every training preset shares
 # (label, trajectories, accelerations, windows)
@@ -30,7 +31,7 @@ def validation_split(data: Path) -> tuple[list[TrainingFile], list[str]]:
 
 
 def draw_windows(files: list[TrainingFile], domains: list[str], patterns: tuple[str, ...],
-                 factors: tuple[int, ...], count: int, seed: int, cache: KspaceCache) -> list[Sample]:
+                 factors: tuple[int, ...], count: int, seed: int, cache: SliceReader) -> list[Sample]:
     """``count`` fixed windows of ``files`` (same seed, same windows) with the given trajectories and AFs."""
     sampler = WindowSampler(files, domains, patterns, SPLIT.num_acs, SPLIT.adjacent_frames, cache)
     return fixed_validation_samples(sampler, count, factors, seed)

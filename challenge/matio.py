@@ -44,6 +44,11 @@ def _is_hdf5(path: Path) -> bool:
         raise MatReadError(f"{path}: cannot open ({error})") from None
 
 
+def is_v73(path: Path) -> bool:
+    """Whether a MAT file is v7.3 (HDF5), i.e. readable by hyperslab."""
+    return _is_hdf5(Path(path))
+
+
 def _choose_key(path: Path, keys: list[str], key: str | None) -> str:
     if key is not None:
         if key not in keys:
@@ -151,6 +156,23 @@ def read_kspace(path: Path, key: str | None = None, slices: slice | None = None)
     for note in notes:
         warnings.warn(note, stacklevel=2)
     return Volume(kspace=np.ascontiguousarray(kspace), has_time_axis=has_time, warnings=notes)
+
+
+def read_kspace_slice(path: Path, z: int, key: str | None = None) -> np.ndarray:
+    """Every frame of slice ``z`` of a v7.3 file as (nt, nc, ny, nx) complex64 (nt = 1 for 4-D files), read as
+    one HDF5 hyperslab: the rest of the volume is never read.
+
+    MAT v5 files are not HDF5 and cannot be read by slice: MatReadError says so (read them with read_kspace)."""
+    path = Path(path)
+    if not _is_hdf5(path):
+        raise MatReadError(f"{path}: not a MAT v7.3 (HDF5) file, so it cannot be read one slice at a time")
+    notes: list[str] = []
+    with _hdf5_variable(path, key) as (dataset, key):
+        (nt, nz, *_), has_time = _as_five_d(path, tuple(dataset.shape))
+        if not 0 <= z < nz:
+            raise MatReadError(f"{path}: slice {z} is outside 0..{nz - 1}")
+        data = dataset[:, z] if has_time else dataset[z][None]
+    return np.ascontiguousarray(_to_complex(path, np.asarray(data), notes))
 
 
 def read_mask(path: Path, key: str | None = None) -> np.ndarray:

@@ -109,7 +109,7 @@ def test_simulate_returns_kspace_and_its_noisy_rss_reference():
 
 
 def test_acquisition_round_trips_through_the_training_config():
-    config = dataclasses.replace(PRESETS["cpu-native"])
+    config = dataclasses.replace(PRESETS["cpu"])
     again = TrainConfig.from_dict(config.to_dict())
     assert again == config and isinstance(again.acquisition, Acquisition)
     # records written before the field existed load with the default
@@ -190,10 +190,10 @@ def test_simulated_training_runs_from_the_cli(tmp_path):
         import dataclasses, sys
         from training import config
         config.PRESETS["sim-test"] = dataclasses.replace(
-            config.PRESETS["cpu-native"], model="tiny", epochs=1, steps_per_epoch=3, val_samples=2, crop_width=32,
+            config.PRESETS["cpu"], model="tiny", epochs=1, steps_per_epoch=3, val_samples=2, crop_width=32,
             phantoms=2, acquisition=config.Acquisition(measured_coils=0.0, coil_counts=(4,)))
         from training.__main__ import main
-        sys.exit(main(["--preset", "sim-test", "--run-dir", {str(tmp_path / 'run')!r}]))
+        sys.exit(main(["--preset", "sim-test", "--workers", "1", "--run-dir", {str(tmp_path / 'run')!r}]))
     """)
     env = {"GENRE_REAL_DATA": str(tmp_path / "absent"), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
     done = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True,

@@ -189,9 +189,9 @@ def test_a_second_stage_starts_from_exported_weights_and_records_them(tree, tmp_
 @pytest.mark.slow
 def test_torchrun_ddp_two_processes_on_cpu(tree, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531",
-               "-m", "training", "--data", str(tree), "--run-dir", str(tmp_path), "--preset", "smoke",
-               "--epochs", "1", "--steps-per-epoch", "2", "--device", "cpu"]
+    command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
+               "--master_port", "29531", "-m", "training", "--data", str(tree), "--run-dir", str(tmp_path), "--preset", "smoke",
+               "--epochs", "1", "--steps-per-epoch", "2", "--device", "cpu", "--workers", "1"]
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
     rows = list(csv.DictReader(open(tmp_path / "train_log.csv")))
@@ -270,7 +270,7 @@ def test_centre_weights_set_how_often_each_domain_is_drawn(tree):
 
 
 def test_centre_weights_survive_the_checkpoint_record():
-    config = PRESETS["cpu-real-cine"]
+    config = PRESETS["cpu"]
     assert dict(config.centre_weights) == {"Phantom": 0.25}
     restored = TrainConfig.from_dict(json.loads(json.dumps(config.to_dict())))
     assert restored == config
@@ -279,7 +279,7 @@ def test_centre_weights_survive_the_checkpoint_record():
 
 
 def test_reflect_augment_survives_the_checkpoint_record_and_older_records_load_without_it():
-    config = PRESETS["cpu-real-cine-reflect"]
+    config = PRESETS["cpu"]
     assert config.reflect_augment
     assert TrainConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
     older = {k: v for k, v in config.to_dict().items() if k != "reflect_augment"}

@@ -1,8 +1,10 @@
-"""`python -m training --data TREE --run-dir RUN_DIR [--preset cpu] [--init-from WEIGHTS]
+"""`python -m training --data ROOT [ROOT ...] --run-dir RUN_DIR [--preset cpu] [--workers N] [--masks drawn]
+                    [--max-steps N] [--max-minutes M] [--resume] [--init-from WEIGHTS]
                     [--no-ear --no-sda --no-residual --no-adv]`
 
-Trains GENRE-CMR on a CMRxRecon-format training tree (build one with `python -m training.build_data`).
-Under `torchrun --nproc_per_node N` the same command runs DistributedDataParallel training.
+Trains GENRE-CMR on CMRxRecon training trees as the 2023, 2024 and 2025 releases unpack (several at once), or
+on a tree of `python -m training.build_data`. Under `torchrun --nnodes N --nproc_per_node G -m training ...`
+the same command runs DistributedDataParallel training, each rank drawing its own windows.
 """
 import argparse
 import dataclasses
@@ -16,13 +18,15 @@ import torch
 
 from model.allocator import retain_freed_memory
 from training.config import PRESETS, TrainConfig
+from training.layouts import LayoutError
 from training.trainer import Trainer
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, help="training tree root (not with a simulated-source preset)")
+    parser.add_argument("--data", type=Path, nargs="+", metavar="ROOT",
+                        help="training tree roots, any official layout (not with a simulated-source preset)")
     parser.add_argument("--run-dir", type=Path, required=True, help="run directory (logs, checkpoints)")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
     parser.add_argument("--model", help="model.config preset (overrides the training preset's)")
@@ -36,6 +40,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--amp", action="store_true", help="fp16 autocast for the networks on CUDA")
     parser.add_argument("--max-minutes", type=float, help="stop after this wall time (checkpoint kept)")
+    parser.add_argument("--max-steps", type=int, help="stop after this many optimiser steps in all (checkpoint kept)")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="DataLoader worker processes drawing windows (0: in the training process)")
+    parser.add_argument("--windows-per-read", type=int,
+                        help="training windows drawn from each slice read (default 1: every window reads a slice)")
+    parser.add_argument("--masks", choices=("drawn", "release", "both"),
+                        help="training-tree masks: drawn on the fly (default), the release's own, or either")
     parser.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt")
     parser.add_argument("--init-from", type=Path, metavar="WEIGHTS",
                         help="start the generator from these exported weights (a further training stage)")
@@ -48,7 +59,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 def build_config(args: argparse.Namespace) -> TrainConfig:
     overrides = {"model": args.model, "epochs": args.epochs, "steps_per_epoch": args.steps_per_epoch,
                  "lr": args.lr, "seed": args.seed,
-                 "adv_weight": args.adv_weight, "val_fraction": 0.0 if args.all_subjects else None}
+                 "adv_weight": args.adv_weight, "val_fraction": 0.0 if args.all_subjects else None,
+                 "masks": args.masks, "windows_per_read": args.windows_per_read}
     config = dataclasses.replace(PRESETS[args.preset], **{k: v for k, v in overrides.items() if v is not None})
     return dataclasses.replace(config, use_ear=not args.no_ear, use_sda=not args.no_sda,
                                residual=not args.no_residual, use_adv=not args.no_adv,
@@ -68,7 +80,14 @@ def main(argv=None) -> int:
     if config.source == "files" and args.data is None:
         print(f"--data is required: preset {args.preset} trains on a CMRxRecon-format training tree", file=sys.stderr)
         return 2
-    trainer = Trainer(config, args.data, args.run_dir, device=device)
+    if args.workers < 0 or (args.max_steps is not None and args.max_steps < 1):
+        print("--workers must be >= 0 and --max-steps >= 1", file=sys.stderr)
+        return 2
+    try:
+        trainer = Trainer(config, args.data, args.run_dir, device=device, workers=args.workers)
+    except (LayoutError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     if args.init_from and not args.resume:
         trainer.init_generator(args.init_from)
     if args.resume:
@@ -77,7 +96,7 @@ def main(argv=None) -> int:
             print(f"--resume: no checkpoint at {checkpoint}", file=sys.stderr)
             return 2
         trainer.load_checkpoint(checkpoint)
-    result = trainer.fit(max_minutes=args.max_minutes)
+    result = trainer.fit(max_minutes=args.max_minutes, max_steps=args.max_steps)
     if trainer.dist.is_main:
         print(json.dumps(result["history"][-1]))
         if args.export:

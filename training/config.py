@@ -1,5 +1,5 @@
 """Typed training configuration (stored in every training checkpoint and in the shipped weights' record)."""
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 
 from simulation.realistic import Acquisition
 
@@ -38,6 +38,8 @@ class TrainConfig:
     val_fraction: float = 0.2                  # 0: every subject trains; the last epoch is exported
     centre_weights: tuple[tuple[str, float], ...] = ()   # (centre, weight): draw its domains this often (1 each)
     reflect_augment: bool = False              # each training window's anatomy reflected along ny / nx at random
+    masks: str = "drawn"                       # files: masks "drawn" on the fly, the "release"'s own, or "both"
+    windows_per_read: int = 1                  # files: training windows drawn from each slice read (1: a new slice each)
     # where windows come from: "files" (a CMRxRecon-format training tree, --data) or "simulated" (training.simulated:
     # native-scale anatomy, a fresh scanner-like acquisition per window, every input kind)
     source: str = "files"
@@ -81,36 +83,15 @@ class TrainConfig:
 PRESETS = {
     # the paper's schedule on the paper-size generator (GPU)
     "paper": TrainConfig(model="paper", epochs=20, steps_per_epoch=5000),
-    # what ships from CPU-only hardware: the small generator on a short schedule
-    "cpu": TrainConfig(model="small", epochs=20, steps_per_epoch=150, lr=5e-4, weight_decay=0.01,
-                       grad_clip=1.0, unroll_steps=1, val_samples=24),
-    # a second CPU stage from the first stage's weights (--init-from): every acceleration from the start
-    "cpu-continue": TrainConfig(model="small", epochs=36, steps_per_epoch=150, lr=3e-4, weight_decay=0.01,
-                                grad_clip=1.0, unroll_steps=1, val_samples=24, lr_step_epochs=24,
-                                curriculum=((0, (8, 16, 24)),)),
-    # tried after stage 2, not shipped: the adversarial term at a tenth, lower lr (docs/training-history.md)
-    "cpu-finetune": TrainConfig(model="small", epochs=16, steps_per_epoch=150, lr=2e-4, weight_decay=0.01,
-                                grad_clip=1.0, unroll_steps=1, val_samples=24, lr_step_epochs=10,
-                                curriculum=((0, (8, 16, 24)),), adv_weight=0.1),
-    # stage 3 of the shipped weights: switches on view sharing (model small-view-sharing) from 'small' weights
-    "cpu-view-sharing": TrainConfig(model="small-view-sharing", epochs=20, steps_per_epoch=150, lr=3e-4,
-                                    weight_decay=0.01, grad_clip=1.0, unroll_steps=1, val_samples=24,
-                                    lr_step_epochs=12, curriculum=((0, (8, 16, 24)),)),
-    # stage 4 of the shipped weights: 'small-view-sharing' weights deepened (training.growth), shipped with
-    # --model small-10-view-sharing; the preset's own 8 cascades were the sibling run
-    "cpu-deepen": TrainConfig(model="small-8-view-sharing", epochs=24, steps_per_epoch=150, lr=3e-4,
-                              weight_decay=0.01, grad_clip=1.0, unroll_steps=1, val_samples=24,
-                              lr_step_epochs=12, curriculum=((0, (8, 16, 24)),), adv_weight=0.1),
-    # stage 5: the scanners' cine drawn more often than the simulated phantoms (a quarter of a centre's
-    # share each), from the stage-4 weights
-    "cpu-real-cine": TrainConfig(model="small-10-view-sharing", epochs=18, steps_per_epoch=150, lr=2e-4,
-                                 weight_decay=0.01, grad_clip=1.0, unroll_steps=1, val_samples=24,
-                                 lr_step_epochs=12, curriculum=((0, (8, 16, 24)),), adv_weight=0.1,
-                                 centre_weights=(("Phantom", 0.25),)),
-    # tried after stage 3, not shipped: AF 24 drawn half of the time, AF 8 and 16 a quarter each
-    "cpu-high-af": TrainConfig(model="small-view-sharing", epochs=20, steps_per_epoch=150, lr=1e-4,
-                               weight_decay=0.01, grad_clip=1.0, unroll_steps=1, val_samples=24,
-                               lr_step_epochs=100, curriculum=((0, (8, 16, 24, 24)),), adv_weight=0.1),
+    # what the shipped weights train with now (CPU): windows simulated on the fly from the anatomy at its
+    # acquired pixel size, readout crops of 96 columns, scanner-like acquisitions with 4-16 coils, every input
+    # kind; from trained weights (--init-from). The stages before it: docs/training-history.md
+    "cpu": TrainConfig(model="small-10-view-sharing", epochs=10, steps_per_epoch=100, lr=2e-4,
+                       weight_decay=0.01, grad_clip=1.0, unroll_steps=1, val_samples=16,
+                       lr_step_epochs=7, curriculum=((0, (8, 16, 24)),), adv_weight=0.1,
+                       centre_weights=(("Phantom", 0.25),), reflect_augment=True,
+                       source="simulated", crop_width=96,
+                       acquisition=Acquisition(coil_counts=(4, 8, 10, 10, 10, 12, 16))),
     # equal short budgets for the ablations (full / --no-ear / --no-sda / --no-residual) on CPU
     "ablation": TrainConfig(model="small", epochs=6, steps_per_epoch=150, lr=5e-4, weight_decay=0.01,
                             grad_clip=1.0, unroll_steps=1, val_samples=24, lr_step_epochs=5,
@@ -120,16 +101,3 @@ PRESETS = {
                          grad_clip=1.0, curriculum=((0, (8,)), (1, (8, 16)), (2, (8, 16, 24))),
                          lr_step_epochs=100, unroll_steps=1, val_samples=8, log_every=5),
 }
-
-# native scale: windows simulated on the fly from the anatomy at its acquired pixel size, readout crops of 96
-# columns, scanner-like acquisitions with 4-16 coils (CPU steps), every input kind; from trained weights
-# (--init-from)
-PRESETS["cpu-native"] = TrainConfig(model="small-10-view-sharing", epochs=10, steps_per_epoch=100, lr=2e-4,
-                                    weight_decay=0.01, grad_clip=1.0, unroll_steps=1, val_samples=16,
-                                    lr_step_epochs=7, curriculum=((0, (8, 16, 24)),), adv_weight=0.1,
-                                    centre_weights=(("Phantom", 0.25),), reflect_augment=True,
-                                    source="simulated", crop_width=96,
-                                    acquisition=Acquisition(coil_counts=(4, 8, 10, 10, 10, 12, 16)))
-
-# stage 6 (shipped): stage 5's draw with the training anatomy reflected at random, from the stage-5 weights
-PRESETS["cpu-real-cine-reflect"] = replace(PRESETS["cpu-real-cine"], epochs=17, lr_step_epochs=11, reflect_augment=True)

@@ -24,8 +24,10 @@ from training.adversarial import discriminator_step, generator_adv_loss, unrolle
 from training.config import TrainConfig
 from training.cov_weighting import CoVWeighting
 from training.growth import deepened_state
-from training.dataset import (KspaceCache, Sample, WindowSampler, find_training_files,
-                              fixed_validation_samples, split_by_subject)
+from training.dataset import Sample, WindowSampler, fixed_validation_samples, split_by_subject
+from training.layouts import find_training_files
+from training.loader import epoch_loader
+from training.slice_index import build_index
 from training.build_data import HELDOUT_SUBJECTS, UNSEEN_CENTRE, split_of
 from training.report import epoch_curves
 from training.simulated import SimulatedSampler, domain_names, phantom_pool, real_cine_pool
@@ -62,18 +64,23 @@ def psnr(pred: torch.Tensor, target: torch.Tensor, data_range: torch.Tensor) -> 
 
 
 class Trainer:
-    def __init__(self, config: TrainConfig, data_root: Path, run_dir: Path, device: str = "cpu"):
+    def __init__(self, config: TrainConfig, data_root: Path | list[Path] | None, run_dir: Path,
+                 device: str = "cpu", workers: int = 0):
+        """data_root: one training tree or several (any official layout; ignored by the simulated source);
+        workers: DataLoader worker processes drawing the windows (0: in this process)."""
         self.config = config
         self.run_dir = Path(run_dir)
         self.device = torch.device(device)
+        self.workers = workers
         self.dist = init_distributed(self.device)
         torch.manual_seed(config.seed + self.dist.rank)
-        self.rng = np.random.default_rng(config.seed + self.dist.rank)
 
         if config.source == "simulated":
             self.domains, self.train_sampler, val_sampler, self.data_summary = simulated_samplers(config)
         else:
-            self.domains, self.train_sampler, val_sampler, self.data_summary = file_samplers(config, Path(data_root))
+            roots = [Path(data_root)] if isinstance(data_root, (str, Path)) else [Path(r) for r in data_root]
+            self.domains, self.train_sampler, val_sampler, self.data_summary = file_samplers(config, roots,
+                                                                                             self.run_dir)
         self.val_samples = fixed_validation_samples(val_sampler, config.val_samples, config.curriculum[-1][1],
                                                     config.seed)
 
@@ -108,8 +115,13 @@ class Trainer:
 
     # ---------------------------------------------------------------------------------------------- steps
     def to_device(self, sample: Sample) -> Sample:
-        moved = {k: (v.to(self.device) if isinstance(v, torch.Tensor) else v) for k, v in vars(sample).items()}
-        return Sample(**moved)
+        # pinned host memory (DataLoader pin_memory on CUDA) lets the copy overlap the previous step
+        return sample.to(self.device, non_blocking=self.device.type == "cuda")
+
+    def epoch_windows(self, factors: tuple[int, ...]):
+        """This rank's training windows of the current epoch, drawn by ``self.workers`` processes."""
+        return epoch_loader(self.train_sampler, factors, self.config.steps_per_epoch, self.config.seed,
+                            self.dist.rank, self.epoch, self.workers, pin_memory=self.device.type == "cuda")
 
     def autocast(self):
         return torch.autocast(self.device.type, dtype=torch.float16,
@@ -191,7 +203,10 @@ class Trainer:
         return {"val_ssim": float(np.mean(ssims)), "val_psnr": float(np.mean(psnrs))}
 
     # ----------------------------------------------------------------------------------------- the loop
-    def fit(self, max_minutes: float | None = None) -> dict:
+    def fit(self, max_minutes: float | None = None, max_steps: int | None = None) -> dict:
+        """Train to the configured epochs, or until ``max_minutes`` of wall time (counting earlier sessions of a
+        resumed run) or ``max_steps`` optimiser steps in all; an interrupted epoch is validated and
+        checkpointed like a finished one."""
         cfg = self.config
         log_path = self.run_dir / "train_log.csv"
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -204,10 +219,10 @@ class Trainer:
         try:
             while self.epoch < cfg.epochs:
                 factors = cfg.accelerations(self.epoch)
-                bar = tqdm(range(cfg.steps_per_epoch), desc=f"epoch {self.epoch + 1}/{cfg.epochs} R{factors}",
+                bar = tqdm(self.epoch_windows(factors), desc=f"epoch {self.epoch + 1}/{cfg.epochs} R{factors}",
                            disable=not self.dist.is_main, leave=False)
-                for _ in bar:
-                    sample = self.train_sampler.draw(self.rng, factors)
+                stop = False
+                for sample in bar:
                     record = self.train_step(sample)
                     self.step += 1
                     if writer_file is not None:
@@ -220,8 +235,11 @@ class Trainer:
                         writer.writerow(row)
                     if self.step % cfg.log_every == 0:
                         bar.set_postfix(total=f"{record['total']:.4f}", ssim=f"{record['loss_ssim']:.4f}")
-                    if deadline is not None and time.time() > deadline:
+                    stop = ((deadline is not None and time.time() > deadline)
+                            or (max_steps is not None and self.step >= max_steps))
+                    if stop:
                         break
+                bar.close()
                 self.sched_g.step()
                 if cfg.use_adv:
                     self.sched_d.step()
@@ -235,8 +253,8 @@ class Trainer:
                     self.save_checkpoint(self.run_dir / "last.pt")
                     if metrics["val_ssim"] >= max(h["val_ssim"] for h in self.history if h["epoch"] > 0):
                         self.save_best(metrics)
-                if deadline is not None and time.time() > deadline:
-                    log.info("time budget reached after %d steps", self.step)
+                if stop:
+                    log.info("step or time budget reached after %d steps", self.step)
                     break
         finally:
             if writer_file is not None:
@@ -252,7 +270,7 @@ class Trainer:
             "sched_g": self.sched_g.state_dict(), "sched_d": self.sched_d.state_dict(),
             "cov": self.cov.state_dict(), "sda": self.sda.state_dict(), "history": json.dumps(self.history),
             "init_from": json.dumps(self.init_record),
-            "torch_rng": torch.get_rng_state(), "numpy_rng": json.dumps(self.rng.bit_generator.state),
+            "torch_rng": torch.get_rng_state(),  # windows: seeded per (seed, rank, epoch, worker), training.loader
             "elapsed": time.time() - self.started,
         }
 
@@ -274,7 +292,6 @@ class Trainer:
         self.history = json.loads(state["history"])
         self.init_record = json.loads(state.get("init_from", "null"))
         torch.set_rng_state(state["torch_rng"])
-        self.rng.bit_generator.state = json.loads(state["numpy_rng"])
         self.epoch, self.step = int(state["epoch"]), int(state["step"])
         self.started = time.time() - float(state["elapsed"])
 
@@ -326,18 +343,21 @@ class Trainer:
         return save_generator(path, self.model_config, state, record)
 
 
-def file_samplers(config: TrainConfig, data_root: Path) -> tuple[list[str], WindowSampler, WindowSampler, dict]:
-    """(domains, training sampler, validation sampler, data summary) over a CMRxRecon-format training tree."""
-    files = find_training_files(data_root)
+def file_samplers(config: TrainConfig, roots: list[Path], run_dir: Path
+                  ) -> tuple[list[str], WindowSampler, WindowSampler, dict]:
+    """(domains, training sampler, validation sampler, data summary) over CMRxRecon training trees; the index
+    of their shapes is cached in RUN_DIR/data_index.json."""
+    files, reader = build_index(find_training_files(roots), run_dir / "data_index.json")
     train_files, val_files = split_by_subject(files, config.val_fraction, config.seed)
     domains = sorted({f.domain_name for f in files})
-    cache = KspaceCache()
-    train = WindowSampler(train_files, domains, config.patterns, config.num_acs, config.adjacent_frames, cache,
-                          dict(config.centre_weights), config.reflect_augment)
+    train = WindowSampler(train_files, domains, config.patterns, config.num_acs, config.adjacent_frames, reader,
+                          dict(config.centre_weights), config.reflect_augment, masks=config.masks,
+                          windows_per_read=config.windows_per_read)
     val = WindowSampler(val_files or train_files, domains, config.patterns, config.num_acs,
-                        config.adjacent_frames, cache)
-    summary = {"root": str(data_root), "files": len(files), "train_files": len(train_files),
-               "val_files": len(val_files), "domains": domains,
+                        config.adjacent_frames, reader, masks=config.masks)
+    summary = {"root": str(roots[0]) if len(roots) == 1 else [str(r) for r in roots], "files": len(files),
+               "train_files": len(train_files), "val_files": len(val_files), "domains": domains,
+               "years": sorted({f.year for f in files}), "masks": config.masks,
                "val_subjects": sorted({f.subject for f in val_files})}
     return domains, train, val, summary
 

@@ -1,0 +1,28 @@
+"""benchmarks.bench_loader on a tiny tree: the tree is written once and reused, every worker count is measured,
+the section lands in the markdown file."""
+import numpy as np
+
+from benchmarks import bench_loader
+from challenge.matio import read_kspace
+
+
+def test_bench_loader_writes_a_reusable_tree_and_its_section(tmp_path, monkeypatch):
+    monkeypatch.setattr(bench_loader, "SHAPE", (4, 2, 2, 24, 32))
+    # counting the paper generator's FLOPs takes minutes on a loaded CPU; 1 and 0.1 TFLOP per forward stand in
+    monkeypatch.setattr(bench_loader, "flops_per_output_slice",
+                        lambda config, *shape: 1e12 if config.cascades > 10 else 1e11)
+    out = tmp_path / "bench.md"
+    out.write_text("# Benchmarks\n\nkept\n")
+    args = ["--tree", str(tmp_path / "tree"), "--files", "2", "--samples", "4", "--out", str(out)]
+    assert bench_loader.main(args) == 0
+    files = sorted((tmp_path / "tree").rglob("cine_sax.mat"))
+    assert len(files) == 2 and read_kspace(files[0]).kspace.shape == (4, 2, 2, 24, 32)
+    assert np.abs(read_kspace(files[0]).kspace).min() > 0
+    stamps = [f.stat().st_mtime_ns for f in files]
+    assert bench_loader.main(args) == 0
+    assert [f.stat().st_mtime_ns for f in files] == stamps            # reused, not rewritten
+    text = out.read_text()
+    assert text.startswith("# Benchmarks\n\nkept\n") and text.count("<!-- bench_loader:begin -->") == 1
+    rows = [line for line in text.splitlines() if line.startswith(("| 0 | 1 |", "| 1 | 1 |", "| 2 | 1 |", "| 2 | 4 |"))]
+    assert len(rows) == 4 and "| paper | paper | 3.000 | 10.0 |" in text
+    assert "| shipped (preset cpu) | small-10-view-sharing | 0.300 | 100.0 |" in text
