@@ -17,6 +17,7 @@ import datetime
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -115,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_allocator", description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", type=Path, default=Path("build/bench_allocator"))
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"))
-    parser.add_argument("--train-steps", type=int, default=20)
+    parser.add_argument("--train-steps", type=int, default=10)
     parser.add_argument("--scenarios", nargs="+", default=["predict", "train"], choices=("predict", "train"))
     args = parser.parse_args(argv)
     work = args.work.resolve()
@@ -126,12 +127,12 @@ def main(argv: list[str] | None = None) -> int:
         "predict": [python, "predict.py", "--input", str(predict_root), "--output", str(work / "output"),
                     "--ensemble", "1"],
         "train": [python, "-m", "training", "--data", str(train_root), "--run-dir", str(work / "run"),
-                  "--preset", "cpu", "--model", "small-10-view-sharing", "--all-subjects", "--epochs", "1",
-                  "--steps-per-epoch", str(args.train_steps)],
+                  "--preset", "smoke", "--model", "small-10-view-sharing", "--max-steps", str(args.train_steps)],
     }
     runs = []
     for scenario in args.scenarios:
         for retained in (False, True):
+            shutil.rmtree(work / "run", ignore_errors=True)          # every training run starts fresh
             run = measure(scenario, commands[scenario], retained, work / f"{scenario}_{int(retained)}.log")
             print(json.dumps(asdict(run)), flush=True)
             runs.append(run)
