@@ -127,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         "predict": [python, "predict.py", "--input", str(predict_root), "--output", str(work / "output"),
                     "--ensemble", "1"],
         "train": [python, "-m", "training", "--data", str(train_root), "--run-dir", str(work / "run"),
-                  "--preset", "smoke", "--model", "small-10-view-sharing", "--max-steps", str(args.train_steps)],
+                  "--preset", "smoke", "--model", "small-10-view-sharing", "--max-steps", str(args.train_steps),
+                  "--no-sda"],            # one file is one domain; SDA needs two
     }
     runs = []
     for scenario in args.scenarios:

@@ -319,3 +319,18 @@ def test_the_cli_exports_the_last_epoch_when_no_subject_is_held_for_validation(t
     record = load_generator(tmp_path / "g.pt")[1]
     assert record["selected"]["by"] == "last epoch" and record["train_config"]["val_fraction"] == 0
     assert record["data"]["train_files"] == 9 and record["data"]["val_files"] == 0
+
+
+def test_a_one_domain_tree_trains_without_sda_and_says_why_it_needs_it(tmp_path):
+    import shutil
+    root = write_tree(tmp_path / "tree")
+    for folder in (root / "MultiCoil").rglob("Center002"):
+        shutil.rmtree(folder)
+    shutil.rmtree(root / "MultiCoil" / "Mapping")
+    trainer = Trainer(smoke_config(use_sda=False, steps_per_epoch=1), root, tmp_path / "run")
+    assert len(trainer.domains) == 1 and trainer.sda is None
+    trainer.fit()
+    trainer.save_checkpoint(tmp_path / "run" / "again.pt")
+    trainer.load_checkpoint(tmp_path / "run" / "again.pt")
+    with pytest.raises(ValueError, match="--no-sda"):
+        Trainer(smoke_config(), root, tmp_path / "run2")

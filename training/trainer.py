@@ -94,7 +94,10 @@ class Trainer:
         self.sched_g = torch.optim.lr_scheduler.StepLR(self.opt_g, config.lr_step_epochs, config.lr_gamma)
         self.sched_d = torch.optim.lr_scheduler.StepLR(self.opt_d, config.lr_step_epochs, config.lr_gamma)
         self.cov = CoVWeighting(list(self.active_losses()), mean_mode=config.cov_mean_mode)
-        self.sda = SDAMemory(num_domains=len(self.domains))
+        if config.use_sda and len(self.domains) < 2:
+            raise ValueError(f"SDA aligns domains and the training data has one ({self.domains}): "
+                             "train with --no-sda or add data of another centre or modality")
+        self.sda = SDAMemory(num_domains=len(self.domains)) if config.use_sda else None
         self.scaler = torch.amp.GradScaler("cuda", enabled=config.amp and self.device.type == "cuda")
         self.epoch = 0
         self.step = 0
@@ -268,7 +271,7 @@ class Trainer:
             "generator": self.g_module.state_dict(), "discriminator": self.d_module.state_dict(),
             "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
             "sched_g": self.sched_g.state_dict(), "sched_d": self.sched_d.state_dict(),
-            "cov": self.cov.state_dict(), "sda": self.sda.state_dict(), "history": json.dumps(self.history),
+            "cov": self.cov.state_dict(), "sda": self.sda.state_dict() if self.sda else {}, "history": json.dumps(self.history),
             "init_from": json.dumps(self.init_record),
             "torch_rng": torch.get_rng_state(),  # windows: seeded per (seed, rank, epoch, worker), training.loader
             "elapsed": time.time() - self.started,
@@ -288,7 +291,8 @@ class Trainer:
         self.sched_g.load_state_dict(state["sched_g"])
         self.sched_d.load_state_dict(state["sched_d"])
         self.cov.load_state_dict(state["cov"])
-        self.sda.load_state_dict(state["sda"])
+        if self.sda is not None:
+            self.sda.load_state_dict(state["sda"])
         self.history = json.loads(state["history"])
         self.init_record = json.loads(state.get("init_from", "null"))
         torch.set_rng_state(state["torch_rng"])
