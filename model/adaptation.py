@@ -18,8 +18,9 @@ import torch
 from model.acs import acs_region
 from model.coils import sens_expand
 from model.generator import GenreGenerator
+from model.view_sharing import shared_kspace
 
-# (slice z, frame t, generator) -> (masked k-space (1, F, C, H, W), mask (1, F, 1, H, W), the slice's
+# (slice z, frame t) -> (masked k-space (1, F, C, H, W), mask (1, F, 1, H, W), the slice's
 # masked k-space (nt, C, H, W), its mask (nt, H, W), the index of the centre frame in the slice), all on one
 # scale; the caller's window construction, so that adaptation sees exactly what inference feeds the network
 WindowSource = Callable[[int, int], tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int]]
@@ -64,11 +65,6 @@ def holdout_split(mask: torch.Tensor, num_acs: int, radial: bool, fraction: floa
     return mask - held, held
 
 
-def _shared(slice_kspace: torch.Tensor, slice_mask: torch.Tensor) -> torch.Tensor:
-    count = slice_mask.sum(0).clamp_min(1)
-    return slice_kspace.sum(0) / count[None]
-
-
 def heldout_loss(generator: GenreGenerator, window: tuple, num_acs: int, radial: bool, fraction: float,
                  split_generator: torch.Generator) -> torch.Tensor:
     """Normalised L1 + L2 k-space error on a random held-back set of one window's centre frame."""
@@ -83,7 +79,7 @@ def heldout_loss(generator: GenreGenerator, window: tuple, num_acs: int, radial:
     if generator.config.view_sharing:
         reduced_mask = slice_mask.clone()
         reduced_mask[centre_frame] = reduced_mask[centre_frame] - held
-        shared = _shared(slice_kspace * reduced_mask[:, None], reduced_mask)[None]
+        shared = shared_kspace(slice_kspace * reduced_mask[:, None], reduced_mask)[None]
     output = generator(input_kspace, input_mask, num_acs, radial, shared)
     predicted = sens_expand(output.complex_image[:, centre], output.sens[:, centre])      # (1, C, H, W)
     target = kspace[:, centre] * held
