@@ -4,8 +4,7 @@ magnitude (nt, ny, nx) -> x shading -> x phase (smooth background that may wrap,
 through-plane flow in the bright blood, fine texture) -> x coil maps (measured and augmented, or analytic) ->
 centred orthonormal FFT -> + coil-correlated complex Gaussian noise -> x global scale.
 
-Every effect is a switch of ``Acquisition`` with the default the trainer uses; ``Acquisition.plain()`` is the
-older simulator's model (analytic coils, smooth phase, white noise). The noise is added in k-space but is white
+Every effect is a switch of ``Acquisition`` with the default the trainer uses. The noise is added in k-space but is white
 along the readout, so simulating a readout crop of the image (training's hybrid-space crop) and adding the
 noise there has the same statistics as cropping the fully simulated k-space after the inverse FFT along x.
 """
@@ -37,12 +36,6 @@ class Acquisition:
     phase_texture: float = 0.3           # radians of fine-scale phase texture (std), drawn in [0, this]
     shading: float = 0.6                 # depth of a slow multiplicative intensity shading, drawn in [0, this]
     log10_scale: tuple[float, float] = (-4.0, 2.0)   # global k-space scale: 6 orders of magnitude
-
-    @classmethod
-    def plain(cls) -> "Acquisition":
-        """The older simulator's model: analytic coils, smooth phase, white noise, no shading."""
-        return cls(measured_coils=0.0, coil_counts=(8, 10, 12), noise_correlation=0.0, snr=(20.0, 80.0),
-                   phase_strength=(0.3, 1.5), phase_patches=0.0, flow=0.0, phase_texture=0.0, shading=0.0)
 
     def to_dict(self) -> dict:
         return asdict(self)

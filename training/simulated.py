@@ -42,10 +42,6 @@ class SourceSeries:
     center: str
     subject: str
 
-    @property
-    def domain_prefix(self) -> str:
-        return self.center
-
 
 def real_cine_pool(keep) -> list[SourceSeries]:
     """Every real cine series whose record passes ``keep(record)``, at native size; [] when absent."""
