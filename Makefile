@@ -4,7 +4,7 @@ SAMPLE ?= data/sample
 OUT ?= build
 YEARS ?= 2023 2024 2025
 
-.PHONY: setup sample-data smoke test test-image-torch test-fast docker-smoke bench eval ablations train train-smoke faults clean
+.PHONY: setup sample-data smoke test test-image-torch test-fast docker-smoke bench eval ablations train train-smoke faults gpu-check gpu-check-dry clean
 
 ## setup: install run-time and test packages (CPU torch 2.13.0 unless a torch is already installed)
 setup:
@@ -108,6 +108,19 @@ bench: sample-data
 	$(PYTHON) -m benchmarks.bench_model --out docs/benchmarks.md
 	$(PYTHON) -m benchmarks.bench_predict --tree $(SAMPLE)/2024/input --method genre --out docs/benchmarks.md
 	$(PYTHON) -m benchmarks.bench_allocator --out docs/benchmarks.md
+
+## gpu-check: the CUDA path on one GPU in about 8 minutes: predict.py on the sample trees in fp32 and fp16 against
+## the CPU (w = 1, max relative error), images/s and peak memory of the shipped and paper generators at batch 1-16,
+## one forced CUDA out-of-memory retry, 20 AMP training steps, a 1-process NCCL DDP start; writes docs/gpu.md
+## (sample trees built first when absent; YEARS=2024 shortens the predict check)
+gpu-check:
+	@missing=0; for y in $(YEARS); do [ -d $(SAMPLE)/$$y/input ] || missing=1; done; \
+	  [ $$missing = 0 ] || $(PYTHON) -m challenge.sample_data $(SAMPLE) --years $(YEARS)
+	$(PYTHON) -m benchmarks.gpu_check --sample $(SAMPLE) --years $(YEARS) --out docs/gpu.md
+
+## gpu-check-dry: the same checks on the CPU at tiny sizes (gloo for NCCL); report in build/gpu-check-dry/gpu.md
+gpu-check-dry:
+	$(PYTHON) -m benchmarks.gpu_check --dry
 
 clean:
 	rm -rf $(OUT) $(SAMPLE)

@@ -65,9 +65,10 @@ def psnr(pred: torch.Tensor, target: torch.Tensor, data_range: torch.Tensor) -> 
 
 class Trainer:
     def __init__(self, config: TrainConfig, data_root: Path | list[Path] | None, run_dir: Path,
-                 device: str = "cpu", workers: int = 0):
+                 device: str = "cpu", workers: int = 0, samplers: tuple | None = None):
         """data_root: one training tree or several (any official layout; ignored by the simulated source);
-        workers: DataLoader worker processes drawing the windows (0: in this process)."""
+        workers: DataLoader worker processes drawing the windows (0: in this process); samplers: (domains,
+        training sampler, validation sampler, data summary) to use instead of ``window_samplers``' own."""
         self.config = config
         self.run_dir = Path(run_dir)
         self.device = torch.device(device)
@@ -75,12 +76,8 @@ class Trainer:
         self.dist = init_distributed(self.device)
         torch.manual_seed(config.seed + self.dist.rank)
 
-        if config.source == "simulated":
-            self.domains, self.train_sampler, val_sampler, self.data_summary = simulated_samplers(config)
-        else:
-            roots = [Path(data_root)] if isinstance(data_root, (str, Path)) else [Path(r) for r in data_root]
-            self.domains, self.train_sampler, val_sampler, self.data_summary = file_samplers(config, roots,
-                                                                                             self.run_dir)
+        self.domains, self.train_sampler, val_sampler, self.data_summary = (
+            samplers or window_samplers(config, data_root, self.run_dir))
         self.val_samples = fixed_validation_samples(val_sampler, config.val_samples, config.curriculum[-1][1],
                                                     config.seed)
 
@@ -345,6 +342,15 @@ class Trainer:
             **(extra_record or {}),
         }
         return save_generator(path, self.model_config, state, record)
+
+
+def window_samplers(config: TrainConfig, data_root: Path | list[Path] | None, run_dir: Path) -> tuple:
+    """(domains, training sampler, validation sampler, data summary) of ``config.source``: windows simulated
+    on the fly, or read from the training trees under ``data_root``."""
+    if config.source == "simulated":
+        return simulated_samplers(config)
+    roots = [Path(data_root)] if isinstance(data_root, (str, Path)) else [Path(r) for r in data_root]
+    return file_samplers(config, roots, Path(run_dir))
 
 
 def file_samplers(config: TrainConfig, roots: list[Path], run_dir: Path
