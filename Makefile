@@ -10,6 +10,7 @@ YEARS ?= 2023 2024 2025
 setup:
 	$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install torch==2.13.0
 	$(PYTHON) -m pip install -r requirements.txt -r requirements-dev.txt
+	$(PYTHON) -m pip install --no-deps -r requirements-dev-nodeps.txt
 
 ## sample-data: small CMRxRecon-format input trees (2023, 2024, 2025) + ground truth under data/sample
 sample-data:
@@ -44,9 +45,10 @@ test-image-torch: $(IMAGE_TORCH_VENV)/.installed
 	$(IMAGE_TORCH_VENV)/bin/python -c "import torch; assert torch.__version__.split('+')[0] == '$(IMAGE_TORCH)', torch.__version__"
 	$(IMAGE_TORCH_VENV)/bin/python -m pytest -q
 
-$(IMAGE_TORCH_VENV)/.installed: requirements.txt requirements-dev.txt
+$(IMAGE_TORCH_VENV)/.installed: requirements.txt requirements-dev.txt requirements-dev-nodeps.txt
 	[ -x $(IMAGE_TORCH_VENV)/bin/python ] || $(PYTHON) -m venv $(IMAGE_TORCH_VENV)
 	$(IMAGE_TORCH_VENV)/bin/pip install torch==$(IMAGE_TORCH) -r requirements.txt -r requirements-dev.txt
+	$(IMAGE_TORCH_VENV)/bin/pip install --no-deps -r requirements-dev-nodeps.txt
 	touch $@
 
 test-fast:

@@ -17,7 +17,7 @@ from challenge.memory import DEFAULT_MAX_MEMORY_BYTES
 from challenge.runner import RunOptions, RunSetupError, run
 from challenge.safe_io import protect_standard_streams
 from model.allocator import retain_freed_memory
-from model.reconstruction import DEFAULT_BATCH_SIZE, DEFAULT_ENSEMBLE, DEFAULT_WEIGHTS, METHODS
+from model.reconstruction import DEFAULT_BATCH_SIZE, DEFAULT_ENSEMBLE, DEFAULT_WEIGHTS, METHODS, peer_methods
 from model.reflection import ENSEMBLES
 
 
@@ -53,8 +53,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--input", type=Path, default=Path("/input"), help="input root (read only)")
     parser.add_argument("--output", type=Path, default=Path("/output"), help="output root")
-    parser.add_argument("--method", choices=METHODS, default="genre")
-    parser.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS, help="GENRE-CMR checkpoint")
+    parser.add_argument("--method", choices=METHODS + peer_methods(), default="genre",
+                        help="genre, or a classical baseline; in a development checkout also the peers of peers/")
+    parser.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS,
+                        help="GENRE-CMR checkpoint (a learned peer's own, default runs/peers/NAME/NAME.pt)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     parser.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE,
                         help="frames per forward pass (halved automatically on CUDA out-of-memory)")

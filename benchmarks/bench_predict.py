@@ -252,10 +252,11 @@ def format_section(rows: list[Measurement], floor: Measurement | None, command: 
     return "\n".join(lines) + "\n"
 
 
-def write_section(path: Path, section: str) -> None:
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
+def write_section(path: Path, section: str, begin: str = BEGIN, end: str = END, title: str = "# Benchmarks") -> None:
+    """``section`` (carrying ``begin`` ... ``end``) into the Markdown file ``path``, made with ``title``."""
+    text = path.read_text() if path.exists() else title + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(replace_section(text, section))
+    path.write_text(replace_section(text, section, begin, end))
 
 
 def _weights_line(weights: Path | None, method: str, ensemble: int) -> str | None:

@@ -3,12 +3,15 @@
 
     python -m benchmarks.evaluate --data DATA_DIR --out build/eval --results docs/results.md
         [--methods genre cgsense zerofilled] [--weights weights/genre_cmr.pt] [--extra-weights NAME=PATH ...]
-        [--groups seen unseen_centre unseen_contrast] [--device auto]
+        [--peers varnet sigpy-cs] [--peer-weights runs/peers] [--groups seen unseen_centre unseen_contrast]
+        [--device auto]
 
 DATA_DIR is the output of ``python -m training.build_data``: ``DATA_DIR/eval/{group}/{input,gt_full}`` and
 ``DATA_DIR/build_summary.json``. Each (group, method) runs ``python predict.py`` as a subprocess, exactly as a
 user would, into ``OUT/{group}/{method}`` (emptied first; its log in ``OUT/logs``). Each ``--extra-weights
-NAME=PATH`` is a GENRE generator (an ablation) evaluated as one more method row named NAME. Scores are the
+NAME=PATH`` is a GENRE generator (an ablation) evaluated as one more method row named NAME; each ``--peers``
+name is a development peer (peers/: predict.py --method NAME, a learned one with ``PEER_WEIGHTS/NAME/NAME.pt``),
+one more row, with GENRE's margin over it and the target that GENRE beats it on every group. Scores are the
 organisers' 2024 metric (challenge.scoring: per-image z-score normalisation, the submission as reference for
 4-D arrays, per-file means); the 2024 scorer pools its groups over R, so the per-(trajectory, AF) values here
 are aggregated from the per-file scores with the scorer's own group rule (sum over valid files / N_total,
@@ -176,11 +179,19 @@ def psnr_margins(method: MethodScores, baseline: MethodScores) -> dict[Cell | No
     return {cell: psnr_of(method, cell) - psnr_of(baseline, cell) for cell in [*cells, None]}
 
 
+def peer_targets(peer_names: list[str], groups: list[str]) -> tuple[Target, ...]:
+    """GENRE must beat every peer on every group (pooled PSNR, strictly)."""
+    return tuple(Target(group, name, 0.0, per_cell=False, strict=True) for group in groups for name in peer_names)
+
+
 def check_targets(scores: dict[str, dict[str, MethodScores]], caveats: dict[str, str] | None = None,
-                  targets: tuple[Target, ...] = TARGETS) -> list[TargetCheck]:
+                  targets: tuple[Target, ...] = TARGETS,
+                  baseline_caveats: dict[tuple[str, str], str] | None = None) -> list[TargetCheck]:
     """Evaluate each target; `scores[group][method]`, `caveats[group]` says why GENRE's outputs in that group
-    are not all its own (fallbacks, failures), which fails every target of the group."""
+    are not all its own (fallbacks, failures), which fails every target of the group; `baseline_caveats[(group,
+    name)]` why a compared method's are not its own (a peer that fell back), which leaves its targets unmeasured."""
     caveats = caveats or {}
+    baseline_caveats = baseline_caveats or {}
     checks = []
     for target in targets:
         methods = scores.get(target.group, {})
@@ -193,6 +204,10 @@ def check_targets(scores: dict[str, dict[str, MethodScores]], caveats: dict[str,
                 checks.append(TargetCheck(target, label, math.nan, NOT_MEASURED, f"{missing} not evaluated"))
                 continue
             margin = psnr_of(methods[GENRE], cell) - psnr_of(methods[target.baseline], cell)
+            other = baseline_caveats.get((target.group, target.baseline))
+            if other:
+                checks.append(TargetCheck(target, label, margin, NOT_MEASURED, f"{target.baseline} outputs: {other}"))
+                continue
             if not math.isfinite(margin):
                 checks.append(TargetCheck(target, label, margin, NOT_MEASURED, "no scored files in this cell"))
                 continue
@@ -206,8 +221,9 @@ def check_targets(scores: dict[str, dict[str, MethodScores]], caveats: dict[str,
 # ---------------------------------------------------------------------------------------------------------
 # Running predict.py and scoring.
 
-def method_specs(methods: list[str], weights: Path, extra_weights: list[str]) -> list[MethodSpec]:
-    """Rows in order: the requested methods, then one GENRE row per NAME=PATH ablation."""
+def method_specs(methods: list[str], weights: Path, extra_weights: list[str], peer_names: list[str] = (),
+                 peer_weights: Path | None = None) -> list[MethodSpec]:
+    """Rows in order: the requested methods, one GENRE row per NAME=PATH ablation, then one row per peer."""
     # predict.py runs from the repository root: paths given relative to the caller's folder are resolved here
     specs = [MethodSpec(m, m, weights.resolve() if m == GENRE else None) for m in methods]
     for item in extra_weights:
@@ -217,6 +233,7 @@ def method_specs(methods: list[str], weights: Path, extra_weights: list[str]) ->
         if not Path(path).is_file():
             raise EvaluationSetupError(f"--extra-weights {item!r}: {path} is not a file")
         specs.append(MethodSpec(name, GENRE, Path(path).resolve()))
+    specs += peer_specs(peer_names, peer_weights)
     if GENRE in methods and not specs[methods.index(GENRE)].weights.is_file():
         raise EvaluationSetupError(f"--weights {weights}: not a file; train first (make train) or leave genre "
                                    f"out of --methods")
@@ -225,6 +242,32 @@ def method_specs(methods: list[str], weights: Path, extra_weights: list[str]) ->
     if duplicates:
         raise EvaluationSetupError(f"method row names must be unique, repeated: {', '.join(duplicates)}")
     return specs
+
+
+def peer_specs(names: list[str], weights_root: Path | None) -> list[MethodSpec]:
+    """A row per development peer; a learned peer's weights must exist (trained with python -m peers.train)."""
+    if not names:
+        return []
+    import peers
+
+    specs = []
+    for name in names:
+        if name not in peers.PEERS:
+            raise EvaluationSetupError(f"--peers {name}: unknown; choose among {', '.join(peers.PEERS)}")
+        if not peers.PEERS[name].learned:
+            specs.append(MethodSpec(name, name))
+            continue
+        path = (Path(weights_root) / name / f"{name}.pt") if weights_root else peers.default_weights(name)
+        if not path.is_file():
+            raise EvaluationSetupError(f"--peers {name}: no weights at {path}; train them first "
+                                       f"(python -m peers.train --peer {name}, docs/peers.md)")
+        specs.append(MethodSpec(name, name, path.resolve()))
+    return specs
+
+
+def compared_names(specs: list[MethodSpec]) -> list[str]:
+    """The rows GENRE's margins are taken over: the baselines and the peers (every non-GENRE row)."""
+    return [spec.name for spec in specs if spec.method != GENRE]
 
 
 def predict_command(spec: MethodSpec, input_root: Path, output_root: Path, device: str | None,
@@ -371,7 +414,7 @@ def group_tables(group_scores: dict[str, MethodScores], specs: list[MethodSpec])
             rows[-1] += values
         lines += ["", f"**{title}**", "", *_table(["trajectory", "AF", *names], rows)]
     margin_columns = [(spec.name, base) for spec in specs if spec.method == GENRE and spec.name in group_scores
-                      for base in BASELINES if base in group_scores]
+                      for base in compared_names(specs) if base in group_scores]
     if margin_columns:
         margins = {column: psnr_margins(group_scores[column[0]], group_scores[column[1]])
                    for column in margin_columns}
@@ -470,11 +513,12 @@ def scores_to_dict(scores: dict[str, dict[str, MethodScores]]) -> dict:
 # CLI.
 
 def evaluate(args: argparse.Namespace, command: str) -> tuple[dict, list[TargetCheck]]:
-    specs = method_specs(args.methods, args.weights, args.extra_weights)
+    specs = method_specs(args.methods, args.weights, args.extra_weights, args.peers, args.peer_weights)
     roots = {group: group_roots(args.data, group) for group in args.groups}
     scores: dict[str, dict[str, MethodScores]] = {}
     runs: list[PredictRun] = []
     caveats: dict[str, str] = {}
+    peer_caveats: dict[tuple[str, str], str] = {}
     for group, (input_root, gt_root) in roots.items():
         scores[group] = {}
         for spec in specs:
@@ -487,9 +531,11 @@ def evaluate(args: argparse.Namespace, command: str) -> tuple[dict, list[TargetC
                 print(f"   note: {caveat}", flush=True)
                 if spec.name == GENRE:
                     caveats[group] = caveat
+                elif spec.name in args.peers:
+                    peer_caveats[(group, spec.name)] = caveat
             scores[group][spec.name] = method_scores(score_trees(gt_root, args.out / group / spec.name, YEAR))
             print(f"   {run.wall_seconds:.1f} s, PSNR {scores[group][spec.name].overall.psnr_adj:.2f} dB", flush=True)
-    checks = check_targets(scores, caveats)
+    checks = check_targets(scores, caveats, TARGETS + peer_targets(args.peers, args.groups), peer_caveats)
     results = {
         "date": datetime.datetime.now().astimezone().isoformat(timespec="minutes"),
         "command": command, "machine": machine_summary(), "data": data_summary(args.data, args.groups),
@@ -497,7 +543,8 @@ def evaluate(args: argparse.Namespace, command: str) -> tuple[dict, list[TargetC
         "runs": [asdict(run) for run in runs], "scores": scores_to_dict(scores),
         "margins_psnr_db": {group: {f"{s.name} - {b}": {("all files" if c is None else cell_label(c)): v
                                                         for c, v in psnr_margins(g[s.name], g[b]).items()}
-                                    for s in specs if s.method == GENRE and s.name in g for b in BASELINES if b in g}
+                                    for s in specs if s.method == GENRE and s.name in g
+                                    for b in compared_names(specs) if b in g}
                             for group, g in scores.items()},
         "targets": [{"group": c.target.group, "target": c.target.describe(), "cell": c.cell,
                      "margin_db": c.margin_db, "status": c.status, "note": c.note} for c in checks],
@@ -518,6 +565,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--weights", type=Path, default=Path("weights/genre_cmr.pt"))
     parser.add_argument("--extra-weights", nargs="*", default=[], metavar="NAME=PATH",
                         help="ablation generators, each evaluated as a GENRE row named NAME")
+    parser.add_argument("--peers", nargs="*", default=[], metavar="NAME",
+                        help="development peers (peers/: varnet, sigpy-cs), each one more row")
+    parser.add_argument("--peer-weights", type=Path, help="DIR/NAME/NAME.pt per learned peer (default runs/peers)")
     parser.add_argument("--groups", nargs="+", choices=GROUPS, default=list(GROUPS))
     parser.add_argument("--device", help="passed to predict.py --device (default: its own)")
     parser.add_argument("--ensemble", type=int, choices=sorted(ENSEMBLES), default=DEFAULT_ENSEMBLE,

@@ -2,6 +2,7 @@
 
     python -m benchmarks.native_eval --weights A.pt [B.pt ...] [--out docs/native-eval.md]
                                      [--figures docs/figures] [--subjects N]
+                                     [--peers varnet sigpy-cs] [--peer-weights runs/peers]
 
 Groups (nothing here was trained on; the held-out split is training.build_data's):
 - ``held-out cine``: the seen centres' held-out subjects; ``unseen centre``: Center005 (Siemens 3T Vida). The
@@ -15,8 +16,10 @@ Groups (nothing here was trained on; the held-out split is training.build_data's
   frame also with the organisers' own Uniform 8 mask file; the reference is the fully sampled RSS.
 
 Metric: the 2024 scorer's (``challenge.scoring.score_file``: z-score per image, PSNR and SSIM) on each case's
-centre frame, whole image. Methods: zero-filled, CG-SENSE, and each weights file through
-``GenreReconstructor.reconstruct_frames`` (predict.py's own path) with ``--ensemble`` passes.
+centre frame, whole image. Methods: zero-filled, CG-SENSE, each weights file through
+``GenreReconstructor.reconstruct_frames`` (predict.py's own path) with ``--ensemble`` passes, and each ``--peers``
+name (development peers, peers/: their ``reconstruct_frames``, predict.py's path too; a learned peer with
+``PEER_WEIGHTS/NAME/NAME.pt``).
 """
 from __future__ import annotations
 
@@ -187,9 +190,10 @@ def scored(reference: np.ndarray, image: np.ndarray) -> tuple[float, float]:
     return score.psnr, score.ssim
 
 
-def evaluate(cases: list[Case], reconstructors: dict[str, GenreReconstructor], keep: dict | None = None,
+def evaluate(cases: list[Case], reconstructors: dict, keep: dict | None = None,
              baselines: bool = True) -> list[Row]:
-    """Every method on every case. ``keep``: {case index: {}} filled with the images for the figures.
+    """Every method on every case; ``reconstructors``: label -> anything with GenreReconstructor's
+    ``reconstruct_frames`` (GENRE, the peers). ``keep``: {case index: {}} filled with the images for the figures.
     ``baselines``: score zero-filled and CG-SENSE too (else they are computed for the figures' cases only)."""
     rows = []
     for index, case in enumerate(cases):
@@ -259,6 +263,18 @@ def save_figure(path: Path, images: dict[str, np.ndarray], title: str) -> None:
     canvas.save(path)
 
 
+def peer_reconstructor(name: str, weights_root: Path | None):
+    """(reconstructor, its weights file or None) of development peer ``name``."""
+    import peers
+
+    if name not in peers.PEERS:
+        raise ValueError(f"unknown peer; choose among {', '.join(peers.PEERS)}")
+    weights = None
+    if peers.PEERS[name].learned:
+        weights = (weights_root / name / f"{name}.pt") if weights_root else peers.default_weights(name)
+    return peers.build_peer(name, weights=weights), weights
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.native_eval", description=__doc__.split("\n\n")[0])
     parser.add_argument("--weights", type=Path, nargs="+", required=True, help="GENRE weights files to compare")
@@ -272,6 +288,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="score the weights only (zero-filled and CG-SENSE rows come from --merge)")
     parser.add_argument("--merge", type=Path, nargs="*", default=[],
                         help="rows of earlier runs (their --json) shown in the same table, e.g. baselines")
+    parser.add_argument("--peers", nargs="*", default=[], metavar="NAME",
+                        help="development peers (peers/: varnet, sigpy-cs), each one more column")
+    parser.add_argument("--peer-weights", type=Path, help="DIR/NAME/NAME.pt per learned peer (default runs/peers)")
     args = parser.parse_args(argv)
     labels = args.labels or [f"GENRE {w.stem}" for w in args.weights]
     if len(labels) != len(args.weights):
@@ -279,6 +298,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     torch.manual_seed(0)
     reconstructors = {label: GenreReconstructor(w, ensemble=args.ensemble) for label, w in zip(labels, args.weights)}
+    peer_weights = {}
+    for name in args.peers:
+        try:
+            reconstructors[name], peer_weights[name] = peer_reconstructor(name, args.peer_weights)
+        except Exception as error:     # noqa: BLE001 - unknown name, package or weights: say which, stop
+            print(f"error: --peers {name}: {error}", file=sys.stderr)
+            return 2
     try:
         series = heldout_series(args.subjects)
     except RealDataMissing as error:
@@ -307,6 +333,7 @@ def main(argv: list[str] | None = None) -> int:
             figures.append(str(Path("figures") / filename))
     command = shlex.join(["python", "-m", "benchmarks.native_eval", *(sys.argv[1:] if argv is None else argv)])
     weights = {label: f"{w} (sha256 {file_sha256(w)[:12]})" for label, w in zip(labels, args.weights)}
+    weights.update({name: f"{w} (sha256 {file_sha256(w)[:12]})" if w else "" for name, w in peer_weights.items()})
     weights.update({f"rows merged from {path}": "" for path in args.merge})
     text = args.out.read_text() if args.out.exists() else "# Native-size evaluation\n"
     args.out.parent.mkdir(parents=True, exist_ok=True)

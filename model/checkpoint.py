@@ -58,8 +58,8 @@ def read_record(path: str | Path) -> dict:
     return record
 
 
-def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tuple[GenreGenerator, dict]:
-    """(generator in eval mode on ``device``, record). Raises WeightsError on any problem with the files."""
+def verified_record(path: str | Path) -> dict:
+    """The record of checkpoint ``path`` once the file exists and its sha256 matches; raises WeightsError."""
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"{path}: weights file not found")
@@ -68,6 +68,13 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tupl
     if actual != record["sha256"]:
         raise WeightsError(f"{path}: sha256 {actual} does not match its record {record['sha256']} "
                            f"({record_path(path)}); the file is corrupt or was replaced")
+    return record
+
+
+def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tuple[GenreGenerator, dict]:
+    """(generator in eval mode on ``device``, record). Raises WeightsError on any problem with the files."""
+    path = Path(path)
+    record = verified_record(path)
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
         generator = GenreGenerator(config_from_dict(checkpoint["config"]))

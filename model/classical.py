@@ -94,7 +94,7 @@ def _zero_filled_rss(kspace: torch.Tensor, batch_size: int) -> torch.Tensor:
     return torch.cat([rss(ifft2c(kspace[frames])) for frames in _frame_batches(len(kspace), batch_size)])
 
 
-def _reconstruct_by_slice(kspace: np.ndarray, mask: np.ndarray, meta: VolumeMeta, device: torch.device,
+def reconstruct_by_slice(kspace: np.ndarray, mask: np.ndarray, meta: VolumeMeta, device: torch.device,
                           progress: Callable[[int], None] | None, method: SliceMethod) -> np.ndarray:
     """Run ``method(kspace (nt, nc, ny, nx), mask (nt, 1, ny, nx)) -> (nt, ny, nx)`` on every slice.
 
@@ -128,7 +128,7 @@ class ZeroFilled:
                     progress: Callable[[int], None] | None = None) -> np.ndarray:
         def slice_method(slice_kspace, slice_mask):
             return _zero_filled_rss(slice_kspace, self.batch_size)
-        return _reconstruct_by_slice(kspace, mask, meta, resolve_device(self.device), progress, slice_method)
+        return reconstruct_by_slice(kspace, mask, meta, resolve_device(self.device), progress, slice_method)
 
 
 @dataclass
@@ -149,7 +149,7 @@ class CGSense:
                     progress: Callable[[int], None] | None = None) -> np.ndarray:
         def slice_method(slice_kspace, slice_mask):
             return self._slice(slice_kspace, slice_mask, meta)
-        return _reconstruct_by_slice(kspace, mask, meta, resolve_device(self.device), progress, slice_method)
+        return reconstruct_by_slice(kspace, mask, meta, resolve_device(self.device), progress, slice_method)
 
     def _slice(self, kspace: torch.Tensor, mask: torch.Tensor, meta: VolumeMeta) -> torch.Tensor:
         sens = estimate_sensitivities_from_acs(kspace, mask, meta.num_acs, meta.radial)

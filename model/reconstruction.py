@@ -68,7 +68,8 @@ def build_reconstructor(method: str, *, weights: str | Path | None = None, devic
                         batch_size: int = DEFAULT_BATCH_SIZE, amp: bool = False,
                         ensemble: int = DEFAULT_ENSEMBLE, adapt_steps: int = 0,
                         adapt_seconds: float = 120.0) -> Reconstructor:
-    """Reconstructor for ``method`` in METHODS. ``weights`` (GENRE only) defaults to DEFAULT_WEIGHTS;
+    """Reconstructor for ``method`` in METHODS or ``peer_methods()`` (development peers: peers.build_peer).
+    ``weights`` (GENRE and learned peers) defaults to DEFAULT_WEIGHTS (a peer's own default for peers);
     ``batch_size`` counts frames per forward pass; ``amp`` (GENRE only) enables mixed precision on cuda;
     ``ensemble`` (GENRE only) is the number of reflections averaged (model.reflection.ENSEMBLES);
     ``adapt_steps`` > 0 (GENRE only) fine-tunes a copy of the generator on each volume's own measurements for at
@@ -90,4 +91,20 @@ def build_reconstructor(method: str, *, weights: str | Path | None = None, devic
         return GenreReconstructor(weights=Path(weights) if weights is not None else DEFAULT_WEIGHTS,
                                   device=torch_device, batch_size=batch_size, amp=amp, ensemble=ensemble,
                                   adapt=adapt)
-    raise ValueError(f"unknown reconstruction method {method!r}; choose one of {', '.join(METHODS)}")
+    if method in peer_methods():
+        import peers
+        # predict.py's --weights default names GENRE's file: a peer then takes its own default
+        peer_weights = None if weights is None or Path(weights) == DEFAULT_WEIGHTS else weights
+        return peers.build_peer(method, weights=peer_weights, device=torch_device, batch_size=batch_size)
+    raise ValueError(f"unknown reconstruction method {method!r}; choose one of "
+                     f"{', '.join(METHODS + peer_methods())}")
+
+
+def peer_methods() -> tuple[str, ...]:
+    """The development-only peers' method names (the top-level ``peers`` package of a development checkout;
+    absent from the image, so empty there). Importing ``peers`` imports none of the peers' own packages."""
+    try:
+        import peers
+    except ImportError:
+        return ()
+    return tuple(peers.PEERS)

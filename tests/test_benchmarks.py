@@ -9,7 +9,7 @@ from benchmarks.bench_predict import (BEGIN, END, outside_network_share, replace
                                       replicated_name)
 from benchmarks.evaluate import (FAIL, NOT_MEASURED, PASS, TARGET_FACTORS, TARGET_PATTERNS, EvaluationSetupError,
                                  MethodScores, MethodSpec, PredictRun, aggregate_cells, check_targets, group_tables,
-                                 method_scores, method_specs, predict_command, psnr_margins)
+                                 method_scores, method_specs, peer_targets, predict_command, psnr_margins)
 from benchmarks.validation_by_domain import main as validation_by_domain
 from benchmarks.validation_windows import seen_in_training_note
 from challenge import rules
@@ -192,6 +192,38 @@ def test_method_specs_adds_ablation_rows_and_rejects_bad_ones(tmp_path):
     with pytest.raises(EvaluationSetupError, match="train first"):
         method_specs(["genre", "cgsense"], tmp_path / "untrained.pt", [])
     assert [s.name for s in method_specs(["cgsense"], tmp_path / "untrained.pt", [])] == ["cgsense"]
+
+
+def test_peers_are_rows_with_their_weights_and_genre_margins_and_targets_over_them(tmp_path):
+    weights = tmp_path / "genre_cmr.pt"
+    weights.write_bytes(b"w")
+    (tmp_path / "peers" / "varnet").mkdir(parents=True)
+    (tmp_path / "peers" / "varnet" / "varnet.pt").write_bytes(b"v")
+    specs = method_specs(["genre", "cgsense"], weights, [], ["varnet", "sigpy-cs"], tmp_path / "peers")
+    assert [(s.name, s.method) for s in specs] == [("genre", "genre"), ("cgsense", "cgsense"), ("varnet", "varnet"),
+                                                   ("sigpy-cs", "sigpy-cs")]
+    assert specs[2].weights == (tmp_path / "peers" / "varnet" / "varnet.pt").resolve() and specs[3].weights is None
+    command = predict_command(specs[2], Path("in"), Path("out"), None)
+    assert command[command.index("--method") + 1] == "varnet" and "--ensemble" not in command
+    assert command[command.index("--weights") + 1] == str(specs[2].weights)
+    with pytest.raises(EvaluationSetupError, match="python -m peers.train --peer varnet"):
+        method_specs(["cgsense"], weights, [], ["varnet"], tmp_path / "elsewhere")
+    with pytest.raises(EvaluationSetupError, match="unknown"):
+        method_specs(["cgsense"], weights, [], ["bart-pics"], tmp_path / "peers")
+
+    group = {"genre": _uniform_scores({("ktUniform", 8): 36.0}, 35.0),
+             "cgsense": _uniform_scores({("ktUniform", 8): 33.0}, 32.0),
+             "varnet": _uniform_scores({("ktUniform", 8): 36.5}, 35.5),
+             "sigpy-cs": _uniform_scores({("ktUniform", 8): 34.0}, 33.0)}
+    text = "\n".join(group_tables(group, specs))
+    assert "| genre − cgsense | genre − varnet | genre − sigpy-cs |" in text
+    assert "| all files |  | 3.00 | -0.50 | 2.00 |" in text
+    checks = check_targets({"seen": group}, targets=peer_targets(["varnet", "sigpy-cs"], ["seen"]))
+    assert [(c.target.baseline, c.status, round(c.margin_db, 2)) for c in checks] == [("varnet", FAIL, -0.5),
+                                                                                     ("sigpy-cs", PASS, 2.0)]
+    fell_back = check_targets({"seen": group}, targets=peer_targets(["varnet"], ["seen"]),
+                              baseline_caveats={("seen", "varnet"): "ran as cgsense"})
+    assert fell_back[0].status == NOT_MEASURED and "ran as cgsense" in fell_back[0].note
 
 
 # --- bench_predict -----------------------------------------------------------------------------------------
