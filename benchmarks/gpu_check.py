@@ -39,7 +39,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 ERROR, TIMEOUT, SKIPPED = "ERROR", "TIMEOUT", "SKIPPED"
 # seconds each check may use at most (its share of the 8 minutes; a check that ends early leaves its time to the
 # next); a check gets the smaller of its share and what is left of the whole budget
-SHARES = {"environment": 30, "ddp": 45, "oom_retry": 45, "throughput": 90, "training": 110, "predict": 200}
+SHARES = {"environment": 30, "ddp": 45, "oom_retry": 45, "throughput": 90, "training": 130, "predict": 240}
 MIN_START_S = 5.0          # a check is not started with less time than this left
 GRACE_S = 20.0             # beyond its share, before its process is killed (its own loops stop at the share)
 
@@ -69,7 +69,7 @@ def default_options(dry: bool, work: Path, sample: Path | None, years: tuple[int
     return CheckOptions(dry=False, work=work, weights=REPO_ROOT / "weights" / "genre_cmr.pt", paper_preset="paper",
                         sample=sample or REPO_ROOT / "data" / "sample", years=years or (2023, 2024, 2025),
                         batch_sizes=(1, 2, 4, 8, 16), coils=10, height=246, width=512, repeats=2,
-                        train_model="paper", train_steps=20, train_crop=0, workers=4)
+                        train_model="paper", train_steps=20, train_crop=96, workers=4)
 
 
 def write_tiny_weights(path: Path) -> None:

@@ -175,16 +175,21 @@ def sample_trees(options: CheckOptions, notes: list[str]) -> Path:
     return root
 
 
-def run_predict(arguments: list[str], in_process: bool, timeout: float) -> tuple[int, float]:
-    """predict.py with ``arguments`` -> (exit status, wall seconds). A subprocess as a user runs it; in the dry
-    run its main() in this process (an interpreter start costs more than the whole tiny run)."""
+def run_predict(arguments: list[str], in_process: bool, timeout: float, log: Path) -> tuple[int, float]:
+    """predict.py with ``arguments`` -> (exit status, wall seconds). A subprocess as a user runs it (its output
+    in ``log``); in the dry run its main() in this process (an interpreter start costs more than the tiny run)."""
     started = time.monotonic()
     if in_process:
         import predict
         code = predict.main(arguments)
     else:
-        code = subprocess.run([sys.executable, "predict.py", *arguments], cwd=REPO_ROOT, timeout=max(timeout, 1),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "w") as stream:
+            try:
+                code = subprocess.run([sys.executable, "predict.py", *arguments], cwd=REPO_ROOT, stdout=stream,
+                                      stderr=subprocess.STDOUT, timeout=max(timeout, 1)).returncode
+            except subprocess.TimeoutExpired:
+                code = 124
     return code, time.monotonic() - started
 
 
@@ -223,7 +228,7 @@ def check_predict(options: CheckOptions) -> Section:
             arguments = ["--input", str(root / str(year) / "input"), "--output", str(out), "--device",
                          "cpu" if options.dry else device, "--weights", str(options.weights),
                          *(["--amp"] if amp else []), *(["--ensemble", "1"] if options.dry else [])]
-            code, seconds = run_predict(arguments, options.dry, options.seconds_left())
+            code, seconds = run_predict(arguments, options.dry, options.seconds_left(), out.with_suffix(".log"))
             report = json.loads((out / "run_report.json").read_text()) if (out / "run_report.json").is_file() else {}
             methods = sorted({f.get("method") or "-" for f in report.get("files", [])})
             score = score_trees(root / str(year) / "gt_full", out, year)
@@ -244,7 +249,8 @@ def check_predict(options: CheckOptions) -> Section:
                 problems.append(f"{year} {label}: exit {code}, ran as {'+'.join(methods)}, "
                                 f"w = {score.overall.success_rate:.3f}")
             rows.append(row)
-    notes += [f"relative error = max|x - x_cpu| / max|x_cpu| per file, the worst file; bounds {FP32_TOLERANCE:g} "
+    notes += [f"predict.py logs: {options.work / 'predict'}/YEAR/RUN.log",
+              f"relative error = max|x - x_cpu| / max|x_cpu| per file, the worst file; bounds {FP32_TOLERANCE:g} "
               f"(fp32) and {FP16_TOLERANCE:g} (fp16)", f"weights: {options.weights}; predict.py's default ensemble"
               + (" (dry run: --ensemble 1)" if options.dry else "")]
     status = PASS if rows and not problems else FAIL
@@ -399,6 +405,8 @@ def check_ddp(options: CheckOptions) -> Section:
     from model.checkpoint import load_generator
 
     device = options.device
+    if device.type == "cuda":
+        torch.cuda.set_device(0)              # NCCL binds the process group to the current device
     started = time.monotonic()
     dist.init_process_group(options.backend, init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1,
                             timeout=datetime.timedelta(seconds=120))
@@ -418,7 +426,7 @@ def check_ddp(options: CheckOptions) -> Section:
         finite = all(bool(torch.isfinite(g).all()) for g in grads)
         value = torch.ones(1, device=device)
         dist.all_reduce(value)
-        dist.barrier()
+        dist.barrier(device_ids=[0] if device.type == "cuda" else None)
         reduced = float(value.item())
     finally:
         dist.destroy_process_group()
