@@ -200,3 +200,16 @@ def test_native_eval_scores_the_peers_beside_the_baselines(tmp_path, monkeypatch
     rows = evaluate([case], {"varnet": varnet, "sigpy-cs": peer_reconstructor("sigpy-cs", None)[0]})
     assert [r.method for r in rows] == ["zero-filled", "CG-SENSE", "varnet", "sigpy-cs"]
     assert all(np.isfinite([r.psnr, r.ssim]).all() for r in rows)
+
+
+@pytest.mark.slow
+def test_predict_imports_no_peer_package_until_a_peer_is_asked_for():
+    import subprocess
+    from pathlib import Path
+
+    code = ("import sys, predict; predict.parse_args(['--method', 'genre']); "
+            "print(sorted(m for m in ('fastmri', 'sigpy', 'peers.varnet', 'peers.sigpy_cs') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=Path(predict.__file__).parent, capture_output=True,
+                          text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"
