@@ -333,7 +333,10 @@ def main(argv: list[str] | None = None) -> int:
             figures.append(str(Path("figures") / filename))
     command = shlex.join(["python", "-m", "benchmarks.native_eval", *(sys.argv[1:] if argv is None else argv)])
     weights = {label: f"{w} (sha256 {file_sha256(w)[:12]})" for label, w in zip(labels, args.weights)}
-    weights.update({name: f"{w} (sha256 {file_sha256(w)[:12]})" if w else "" for name, w in peer_weights.items()})
+    for name, path in peer_weights.items():   # a learned peer's budget beside GENRE's (its training record)
+        record = getattr(reconstructors[name], "record", {})
+        weights[name] = (f"{path} (sha256 {file_sha256(path)[:12]}, {record.get('steps')} steps, "
+                         f"{record.get('wall_time_minutes')} min)") if path else ""
     weights.update({f"rows merged from {path}": "" for path in args.merge})
     text = args.out.read_text() if args.out.exists() else "# Native-size evaluation\n"
     args.out.parent.mkdir(parents=True, exist_ok=True)
