@@ -337,11 +337,14 @@ def check_oom_retry(options: CheckOptions) -> Section:
     meta = VolumeMeta(num_acs=16, radial=False, cyclic=True, name="oom-check")
     reconstructor = GenreReconstructor(options.weights, device=device, batch_size=batch, ensemble=1)
 
-    tried: list[int] = []
+    tried: list[int] = []                   # the batch size of every _run_frames call, in order
+    inject = {"armed": False}               # dry run: raise the OOM the CPU cannot, where CUDA would
     run_frames = reconstructor._run_frames
 
     def recording(kspace_t, mask_t, meta_, batch_size, frames, generator_):
         tried.append(batch_size)
+        if inject["armed"] and batch_size > 1 and len(tried) == 1:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (injected by the dry run)")
         return run_frames(kspace_t, mask_t, meta_, batch_size, frames, generator_)
 
     reconstructor._run_frames = recording
@@ -360,30 +363,26 @@ def check_oom_retry(options: CheckOptions) -> Section:
         cap = base + 0.45 * (torch.cuda.max_memory_allocated(device) - base)
         torch.cuda.set_per_process_memory_fraction(min(cap / total, 1.0), device)
         label = f"capped at {cap / 2 ** 30:.2f} GiB (genuine OOM)"
-        try:
-            retried = reconstructor.reconstruct(kspace, mask, meta)
-        finally:
-            torch.cuda.set_per_process_memory_fraction(1.0, device)
     else:
-        # the dry run: the OOM the CPU cannot raise, injected at the same place
-        def failing(kspace_t, mask_t, meta_, batch_size, frames, generator_):
-            if batch_size > 1 and len(tried) == 1:
-                raise torch.cuda.OutOfMemoryError("CUDA out of memory (injected by the dry run)")
-            return run_frames(kspace_t, mask_t, meta_, batch_size, frames, generator_)
-
-        def recording_failing(*arguments):
-            tried.append(arguments[3])
-            return failing(*arguments)
-        reconstructor._run_frames = recording_failing
+        inject["armed"] = True
         label = "OOM injected at the first call"
+    try:
         retried = reconstructor.reconstruct(kspace, mask, meta)
+    except Exception as error:              # noqa: BLE001 - out of memory even at batch 1 is this check's failure
+        if not is_out_of_memory(error):
+            raise
+        return Section(FAIL, f"out of memory at every batch size under the cap (tried {tried})", rows, notes)
+    finally:
+        if device.type == "cuda":
+            torch.cuda.set_per_process_memory_fraction(1.0, device)
     difference = float(np.abs(retried - reference).max() / max(np.abs(reference).max(), 1e-30))
     rows.append({"run": label, "batch sizes tried": " ".join(map(str, tried)), "peak GiB": "-",
                  "max rel. diff": f"{difference:.2e}"})
     retried_once = len(tried) > 1 and tried[0] == batch and tried[1] < batch
     if not retried_once:
         notes.append("the cap did not force an out-of-memory error: the retry path did not run")
-    ok = retried_once and difference <= 1e-3 and bool(np.isfinite(retried).all())
+    # other batch sizes may pick other cuDNN algorithms (TF32): the same bound as CUDA against the CPU
+    ok = retried_once and difference <= FP32_TOLERANCE and bool(np.isfinite(retried).all())
     return Section(PASS if ok else FAIL, f"batch sizes tried {tried}; same images within {difference:.1e}",
                    rows, notes)
 
