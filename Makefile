@@ -77,13 +77,16 @@ train:
 
 ## eval: held-out trees, predict with genre / cgsense / zerofilled, 2024 metric; writes docs/results.md;
 ## the reflection ensembles on validation windows (how predict.py's default was chosen); and held-out anatomy
-## at native size for every input kind plus the real k-space (docs/native-eval.md, docs/figures/)
+## at native size for every input kind plus the real k-space, and the real radial acquisition as a no-reference
+## check (docs/native-eval.md, docs/figures/)
 eval:
 	[ -d data/genre/eval ] || $(PYTHON) -m training.build_data data/genre
 	$(PYTHON) -m benchmarks.ensemble_validation --data data/genre/train --out docs/ensemble-validation.md
 	$(PYTHON) -m benchmarks.evaluate --data data/genre --out $(OUT)/eval --results docs/results.md
 	$(PYTHON) -m benchmarks.native_eval --weights weights/genre_cmr.pt --labels "GENRE shipped" --subjects 1 \
 	  --out docs/native-eval.md --figures docs/figures --json $(OUT)/native-eval.json
+	$(PYTHON) -m benchmarks.radial_check --weights weights/genre_cmr.pt --labels "GENRE shipped" \
+	  --out docs/native-eval.md --figures docs/figures
 
 ## ablations: the full method and --no-ear / --no-sda / --no-residual, each the same short CPU budget
 ## (preset ablation), scored on the held-out seen cine; writes docs/ablations.md
