@@ -68,7 +68,12 @@ class GenreReconstructor:
         mask = check_inputs(kspace[:, None], mask, meta)
         kspace_t = torch.from_numpy(np.ascontiguousarray(kspace, dtype=np.complex64)).to(self.device)
         mask_t = torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32)).to(self.device)
-        return self._reconstruct_slice(kspace_t, mask_t, meta, frames)
+        generator = self.generator
+        if self.adapt is not None:
+            generator, self.last_adaptation = adapt_generator(
+                self.generator, self._window_source(kspace[:, None], mask_t, meta), 1, kspace.shape[0],
+                meta.num_acs, meta.radial, self.adapt)
+        return self._reconstruct_slice(kspace_t, mask_t, meta, frames, generator=generator)
 
     def _window_source(self, kspace: np.ndarray, mask: torch.Tensor, meta: VolumeMeta):
         """model.adaptation.WindowSource over a volume (nt, nz, nc, ny, nx): windows built as _run_frames builds
