@@ -229,7 +229,9 @@ def evaluate(cases: list[Case], reconstructors: dict[str, GenreReconstructor], k
 
 def summary(rows: list[Row]) -> tuple[list[str], dict[tuple, dict[str, tuple[float, float, int]]]]:
     """(methods in order, {(group, kind, pattern, AF): {method: (mean PSNR, mean SSIM, cases)}})."""
-    methods = list(dict.fromkeys(r.method for r in rows))
+    seen = list(dict.fromkeys(r.method for r in rows))
+    baselines = [m for m in ("zero-filled", "CG-SENSE", NOISE_FREE) if m in seen]
+    methods = baselines + [m for m in seen if m not in baselines]          # the weights in the order given
     cells: dict[tuple, dict[str, list[Row]]] = {}
     for r in rows:
         cells.setdefault((r.group, r.kind, r.pattern, r.acceleration), {}).setdefault(r.method, []).append(r)
@@ -252,9 +254,46 @@ def format_section(rows: list[Row], command: str, machine: dict, weights: dict[s
         n = next(iter(per.values()))[2]
         lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {key[3]} | {n} | "
                      + " | ".join(f"{per[m][0]:.2f} / {per[m][1]:.3f}" if m in per else "" for m in methods) + " |")
+    lines += ["", "Means over cells (PSNR dB), the last column's margins over the others; a cell is one row above:", "",
+              format_summary(rows)]
     lines += [""] + [f"![{Path(f).stem}]({f})" for f in figures]
     lines.append(END)
     return "\n".join(lines) + "\n"
+
+
+SIMULATED = ("held-out cine", "unseen centre")
+# (label, which cells): the summary's groups of cells; the one-frame ktUniform rows of the real groups are left
+# out, being the Uniform masks again (a k-t lattice on a single frame is the Uniform one)
+SUMMARY_GROUPS = (
+    ("real SAX, 1 coil (distinct masks)", lambda g, k, p, r: g.startswith("real k-space, CMRxRecon") and p != "ktUniform"),
+    ("real TWIX phantom, 2 coils (distinct masks)", lambda g, k, p, r: g.startswith("real k-space, TWIX") and p != "ktUniform"),
+    ("held-out cine, every kind", lambda g, k, p, r: g == "held-out cine"),
+    ("unseen centre, every kind", lambda g, k, p, r: g == "unseen centre"),
+    ("simulated, k-t AF 8/16", lambda g, k, p, r: g in SIMULATED and k == "kt" and r in (8, 16)),
+    ("simulated, k-t AF 24", lambda g, k, p, r: g in SIMULATED and k == "kt" and r == 24),
+    ("simulated, Uniform AF 8/16", lambda g, k, p, r: g in SIMULATED and k == "uniform"),
+    ("simulated, static", lambda g, k, p, r: g in SIMULATED and k == "static"),
+    ("simulated, mapping-like", lambda g, k, p, r: g in SIMULATED and k == "mapping"),
+)
+
+
+def format_summary(rows: list[Row]) -> str:
+    """Means over the cells of each SUMMARY_GROUPS group, per method, and the last method's margins over the
+    others (markdown table)."""
+    methods, cells = summary(rows)
+    last = methods[-1]
+    others = [m for m in methods if m not in (last, NOISE_FREE)]
+    lines = ["| cells | n | " + " | ".join(methods) + " | " + " | ".join(f"{last} − {m}" for m in others) + " |",
+             "|---|---|" + "---|" * (len(methods) + len(others))]
+    for label, belongs in SUMMARY_GROUPS:
+        chosen = [per for key, per in cells.items() if belongs(*key)]
+        if not chosen:
+            continue
+        means = {m: float(np.mean([per[m][0] for per in chosen])) for m in methods if all(m in per for per in chosen)}
+        lines.append(f"| {label} | {len(chosen)} | " + " | ".join(f"{means[m]:.2f}" if m in means else "" for m in methods)
+                     + " | " + " | ".join(f"{means[last] - means[m]:+.2f}" if m in means and last in means else ""
+                                          for m in others) + " |")
+    return "\n".join(lines)
 
 
 def save_figure(path: Path, images: dict[str, np.ndarray], title: str) -> None:
