@@ -27,8 +27,9 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.bench_predict import replace_section
-from benchmarks.evaluate import REPO_ROOT, format_machine, machine_summary
+from benchmarks.evaluate import REPO_ROOT
 from model.allocator import OPT_OUT
+from model.provenance import format_machine, machine_summary
 
 BEGIN, END = "<!-- bench_allocator:begin -->", "<!-- bench_allocator:end -->"
 FALLBACK_SHAPE = (189, 448)

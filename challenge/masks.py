@@ -228,9 +228,3 @@ def make_mask(pattern: str, nt: int, ny: int, nx: int, R: int, ncalib: int,
     if pattern == "ktRadial":
         return kt_radial_mask(nt, ny, nx, R, ncalib)
     raise ValueError(f"unknown mask pattern {pattern!r}; expected one of {', '.join(PATTERNS)}")
-
-
-def effective_acceleration(mask: np.ndarray) -> float:
-    """Samples on the grid over samples taken (the toolbox's ``numel(mask)/sum(mask(:))``); inf if empty."""
-    taken = np.count_nonzero(mask)
-    return mask.size / taken if taken else math.inf

@@ -31,6 +31,7 @@ import scipy.io
 from scipy.ndimage import uniform_filter
 
 from challenge import rules
+from model.provenance import json_safe
 
 SSIM_WINDOW = 7
 SSIM_K1 = 0.01
@@ -220,7 +221,8 @@ def _load_hdf5(path: Path, transpose: bool) -> np.ndarray:
 # Groups and trees.
 
 @dataclass(frozen=True)
-class FileResult:
+class GroupedFileScore:
+    """One file of a scored tree: its path (relative to the tree), the groups it counts in, its score."""
     relative_path: str
     groups: tuple[str, ...]
     score: FileScore
@@ -279,7 +281,7 @@ class ScoreReport:
     year: int
     gt_root: str
     recon_root: str
-    files: list[FileResult]
+    files: list[GroupedFileScore]
     groups: list[GroupSummary]
     overall: GroupSummary                           # all files pooled
     mean_over_groups: dict[str, float]              # the organisers' headline: nanmean of the group values
@@ -362,7 +364,7 @@ def score_trees(gt_root: Path, recon_root: Path, year: int,
             raise GroundTruthError(f"{gt_root / relative}: {error}") from error
         groups = tuple(labels.get(patient_key(scored), [])) if labels else ()
         groups = groups or (scoring.group_of(scored),)
-        results.append(FileResult(str(relative), groups, _score_pair(gt_root, recon_root, relative, year)))
+        results.append(GroupedFileScore(str(relative), groups, _score_pair(gt_root, recon_root, relative, year)))
 
     gt_set = set(gt_files)
     extra = [str(p) for p in _mat_files(recon_root) if p not in gt_set] if recon_root.is_dir() else []
@@ -443,20 +445,9 @@ def format_markdown(report: ScoreReport) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _json_safe(value):
-    """Strict JSON: non-finite floats (e.g. PSNR of identical images) become null, like the organisers' output."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_safe(v) for v in value]
-    return value
-
-
 def write_json(report: ScoreReport, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_json_safe(report.to_dict()), indent=2, allow_nan=False) + "\n")
+    path.write_text(json.dumps(json_safe(report.to_dict()), indent=2, allow_nan=False) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,8 +14,8 @@ import torch
 
 from model.adaptation import AdaptConfig, AdaptResult, adapt_generator
 from model.checkpoint import load_generator
+from model.interface import VolumeMeta, check_inputs
 from model.normalisation import kspace_scale
-from model.reconstruction import VolumeMeta, check_inputs
 from model.reflection import ENSEMBLES, reflect
 from model.view_sharing import shared_kspace
 from model.window import adjacent_frames
