@@ -13,7 +13,7 @@ setup:
 
 ## sample-data: small CMRxRecon-format input trees (2023, 2024, 2025) + ground truth under data/sample
 sample-data:
-	$(PYTHON) -m challenge.sample_data $(SAMPLE) --years $(YEARS)
+	$(PYTHON) -m tools.sample_data $(SAMPLE) --years $(YEARS)
 
 ## smoke: sample data, predict on every year's tree (and zero-filled, the baseline), score against the ground
 ## truth; ends with one PASS/FAIL line and fails unless every year has w = 1 and beats zero-filled by the floor

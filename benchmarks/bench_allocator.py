@@ -58,7 +58,7 @@ def write_inputs(work: Path, seed: int = 0) -> tuple[Path, Path, tuple[int, ...]
         return predict_root, train_root, tuple(json.loads(shape_file.read_text()))
     from challenge.masks import make_mask
     from challenge.matio import write_kspace_v73
-    from challenge.sample_data import Case, write_case
+    from tools.sample_data import Case, write_case
     from simulation.acquisition import simulate_kspace
     from simulation.anatomy import RealDataMissing, list_cine_series, load_cine_series
     from simulation.phantom import phantom_series

@@ -1,6 +1,6 @@
 """challenge.runner and challenge.report: streaming run, fallbacks, masks, resume, shards, report, input safety.
 
-Inputs are small 2024-layout trees written with challenge.matio (plus the sample trees of challenge.sample_data
+Inputs are small 2024-layout trees written with challenge.matio (plus the sample trees of tools.sample_data
 in the slow end-to-end tests); reconstructors are the classical ones or injected fakes, so no weights are needed.
 """
 import json
