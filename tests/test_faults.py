@@ -1,4 +1,4 @@
-"""Fault tolerance of predict.py (issue 6): the fault tree of challenge.fault_tree, run scenario by scenario.
+"""Fault tolerance of predict.py (issue 6): the fault tree of tools.fault_tree, run scenario by scenario.
 
 Each scenario is run once (predict.py in a child process, or runner.run with an injected model) and every
 case of the issue is its own test on that run. File-permission cases need permissions that bind: not root, or
@@ -16,11 +16,12 @@ import pytest
 import scipy.io
 import torch
 
-from challenge import fault_tree, matio
-from challenge.fault_tree import (ABSENT, LARGE_SHAPE, SLAB_BYTES, build_fault_tree, check_run, load_expected,
-                                  permission_prefix, run_scenario)
+from challenge import matio
 from challenge.report import BY_MODEL, FAILED
 from challenge.runner import RunOptions, run
+from tools import fault_tree
+from tools.fault_tree import (ABSENT, LARGE_SHAPE, SLAB_BYTES, build_fault_tree, check_run, load_expected,
+                              permission_prefix, run_scenario)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -260,8 +261,8 @@ def test_checker_catches_mismatches(runs, tree):
 @pytest.mark.slow
 @pytest.mark.timeout(1500)   # every scenario again in a child process: ~30 predict.py runs
 def test_make_faults_command(tmp_path):
-    """`python -m challenge.fault_tree --run OUT` (the Makefile's `faults`) builds, runs, checks, exits 0."""
-    finished = subprocess.run([sys.executable, "-m", "challenge.fault_tree", "--run", str(tmp_path / "faults")],
+    """`python -m tools.fault_tree --run OUT` (the Makefile's `faults`) builds, runs, checks, exits 0."""
+    finished = subprocess.run([sys.executable, "-m", "tools.fault_tree", "--run", str(tmp_path / "faults")],
                               cwd=REPO, capture_output=True, text=True, timeout=1500)
     assert finished.returncode == 0, finished.stdout[-4000:] + finished.stderr[-2000:]
     assert "0 mismatched" in finished.stdout and "truncated_hdf5" in finished.stdout

@@ -1,7 +1,7 @@
 """A fault tree for predict.py: damaged and surprising CMRxRecon inputs, the outcome each must get, a checker.
 
-    python -m challenge.fault_tree OUT          # build the trees under OUT and OUT/expected.json
-    python -m challenge.fault_tree --run OUT    # build, run predict.py over them, check, print a table
+    python -m tools.fault_tree OUT          # build the trees under OUT and OUT/expected.json
+    python -m tools.fault_tree --run OUT    # build, run predict.py over them, check, print a table
 
 The trees follow the 2024 layout and hold small simulated volumes written with challenge.matio and masks from
 challenge.masks. They are grouped in scenarios, one run each:
