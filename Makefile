@@ -101,7 +101,7 @@ ablations:
 
 ## faults: build a tree of damaged inputs, run predict.py over it, check every outcome
 faults:
-	$(PYTHON) -m tools.fault_tree --run $(OUT)/faults
+	$(PYTHON) -m tools.faults --run $(OUT)/faults
 
 ## bench: model cost/speed and predict.py throughput; results go to docs/benchmarks.md
 bench: sample-data
