@@ -31,6 +31,7 @@ import scipy.io
 from scipy.ndimage import uniform_filter
 
 from challenge import rules
+from model.matlab import matlab_round
 from model.provenance import json_safe
 
 SSIM_WINDOW = 7
@@ -163,7 +164,7 @@ def _crop_hint(gt_shape: tuple[int, ...], recon_shape: tuple[int, ...]) -> str:
     """Why a full-size reconstruction fails against a cropped ground truth, when that is the case."""
     if len(gt_shape) < 2 or len(recon_shape) < 2:
         return ""
-    cropped = (rules.matlab_round(recon_shape[0] / 3), rules.matlab_round(recon_shape[1] / 2))
+    cropped = (matlab_round(recon_shape[0] / 3), matlab_round(recon_shape[1] / 2))
     if tuple(gt_shape[:2]) != cropped:
         return ""
     return (" (the ground truth is the run4Ranking crop of a full-size reconstruction: predict with --crop, "

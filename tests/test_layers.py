@@ -105,6 +105,18 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
+# torch-free leaves and the reconstructor interface: the challenge code knows nothing of the networks
+CHALLENGE_SEES_OF_MODEL = {"model.reconstruction", "model.matlab", "model.provenance"}
+
+
+def test_the_challenge_code_sees_model_only_through_its_interface():
+    seen = {module: sorted(name for name in imported if name.startswith("model.")
+                           and name not in CHALLENGE_SEES_OF_MODEL)
+            for module, imported in GRAPH.items() if module.startswith("challenge.")}
+    seen = {module: names for module, names in seen.items() if names}
+    assert not seen, f"challenge/ may import from model/ only {sorted(CHALLENGE_SEES_OF_MODEL)}: {seen}"
+
+
 def test_no_import_cycles():
     assert not cycles(GRAPH), f"import cycles: {cycles(GRAPH)}"
 
