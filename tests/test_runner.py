@@ -14,7 +14,8 @@ import scipy.io
 
 from challenge import matio
 from challenge.report import BY_FALLBACK, BY_MODEL, FAILED, RESUMED, FileResult, RunReport
-from challenge.runner import RunOptions, RunSetupError, image_problem, run
+from challenge.fallback import image_problem
+from challenge.runner import RunOptions, RunSetupError, run
 from model.reconstruction import WeightsUnavailable
 
 SHAPE = (3, 2, 4, 32, 40)          # (nt, nz, nc, ny, nx): small, 16 ACS lines fit
