@@ -10,7 +10,7 @@ MATLAB's rounding and centring, which the masks, the ACS region and the crop sha
 
 The names below are the rules' public interface: ``from challenge import rules; rules.parse_job(...)``.
 """
-from challenge.rules.acquisition import ACS_LINES, acs_lines, is_cyclic, is_radial, volume_meta
+from challenge.rules.acquisition import ACS_LINES, acs_lines, is_cyclic, is_cyclic_base, is_radial, volume_meta
 from challenge.rules.output_array import (CINE_LIKE, MAPPING_LIKE, OUTPUT_KEY, SINGLE_FRAME, expected_output_shape,
                                           frame_class, run4ranking, to_output_array)
 from challenge.rules.paths import (BASES_2023, DEFAULT_SPLIT, MODALITIES, PATTERNS, SPLITS, TASKS_2023, YEARS, Job,
@@ -20,7 +20,7 @@ from challenge.rules.scoring_conventions import (MEAN_OF_VALID, MEAN_TIMES_2_MIN
                                                  scoring_rules)
 
 __all__ = [
-    "ACS_LINES", "acs_lines", "is_cyclic", "is_radial", "volume_meta",
+    "ACS_LINES", "acs_lines", "is_cyclic", "is_cyclic_base", "is_radial", "volume_meta",
     "CINE_LIKE", "MAPPING_LIKE", "OUTPUT_KEY", "SINGLE_FRAME", "expected_output_shape", "frame_class",
     "run4ranking", "to_output_array",
     "BASES_2023", "DEFAULT_SPLIT", "MODALITIES", "PATTERNS", "SPLITS", "TASKS_2023", "YEARS", "Job",

@@ -25,7 +25,12 @@ def is_radial(job: Job) -> bool:
 
 def is_cyclic(job: Job) -> bool:
     """Cardiac-cycle series wrap around in time; other series (weightings, perfusion, LGE...) do not."""
-    return job.base.startswith(_CYCLIC_PREFIXES)
+    return is_cyclic_base(job.base)
+
+
+def is_cyclic_base(base: str) -> bool:
+    """is_cyclic for a file base name ('cine_sax', 'T1map', ...), as the training layouts name their files."""
+    return base.startswith(_CYCLIC_PREFIXES)
 
 
 def volume_meta(job: Job) -> VolumeMeta:
