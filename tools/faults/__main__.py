@@ -1,4 +1,4 @@
-"""python -m tools.faults OUT [--run]: build the fault tree (and run and check every scenario)."""
+"""Build the fault tree under OUT (with --run: run predict.py over every scenario and check every case)."""
 import argparse
 import sys
 import time
@@ -43,7 +43,7 @@ def run_faults(out: Path, build: bool = True) -> list[Check]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.faults", description=__doc__.split("\n")[0])
     parser.add_argument("out", type=Path, help="folder for the trees, expected.json and the runs' outputs")
     parser.add_argument("--run", action="store_true", help="also run predict.py over the trees and check")
     args = parser.parse_args(argv)
