@@ -13,7 +13,7 @@ setup:
 
 ## sample-data: small CMRxRecon-format input trees (2023, 2024, 2025) + ground truth under data/sample
 sample-data:
-	$(PYTHON) -m challenge.sample_data $(SAMPLE) --years $(YEARS)
+	$(PYTHON) -m tools.sample_data $(SAMPLE) --years $(YEARS)
 
 ## smoke: sample data, predict on every year's tree (and zero-filled, the baseline), score against the ground
 ## truth; ends with one PASS/FAIL line and fails unless every year has w = 1 and beats zero-filled by the floor
@@ -104,7 +104,7 @@ ablations:
 
 ## faults: build a tree of damaged inputs, run predict.py over it, check every outcome
 faults:
-	$(PYTHON) -m challenge.fault_tree --run $(OUT)/faults
+	$(PYTHON) -m tools.faults --run $(OUT)/faults
 
 ## bench: model cost/speed and predict.py throughput; results go to docs/benchmarks.md
 bench: sample-data

@@ -14,7 +14,6 @@ import json
 import math
 import os
 import platform
-import resource
 import sys
 import time
 from datetime import datetime, timezone

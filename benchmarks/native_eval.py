@@ -35,7 +35,6 @@ import scipy.io
 import torch
 
 from benchmarks.bench_predict import replace_section
-from benchmarks.evaluate import format_machine, machine_summary
 from challenge.masks import make_mask
 from challenge.scoring import score_file
 from model.checkpoint import file_sha256
@@ -44,6 +43,7 @@ from model.coils import rss
 from model.fftc import ifft2c
 from model.adaptation import AdaptConfig
 from model.inference import GenreReconstructor
+from model.provenance import format_machine, machine_summary
 from model.reconstruction import VolumeMeta
 from simulation.anatomy import RealDataMissing, list_cine_series, load_cine_series, real_data_root
 from simulation.contrast import t1_series, t2_series

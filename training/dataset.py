@@ -20,7 +20,7 @@ from model.normalisation import kspace_scale
 from model.reflection import reflect
 from model.view_sharing import shared_kspace
 from model.window import adjacent_frames
-from training.layouts import CYCLIC_PREFIXES, LayoutError, MaskFile, TrainingFile, find_training_files  # noqa: F401
+from training.layouts import MaskFile, TrainingFile
 from training.slice_index import SliceReader
 
 log = logging.getLogger("genre.train.data")

@@ -1,6 +1,6 @@
 """Small CMRxRecon-format input trees (2023, 2024 Task 1/2, 2025) with their ground truth.
 
-`python -m challenge.sample_data OUT [--years 2023 2024 2025] [--seed 0]` writes, per year,
+`python -m tools.sample_data OUT [--years 2023 2024 2025] [--seed 0]` writes, per year,
 OUT/<year>/input (the test-phase input tree as the container sees it), and OUT/<year>/gt_full and
 OUT/<year>/gt_crop (the ground truth at the output path the year's scorer reads, full size and run4Ranking
 crop). Masks come from the official algorithms with the year's ACS size; k-space is simulated from real cine
@@ -166,7 +166,7 @@ def build_sample_trees(out: Path, years=(2023, 2024, 2025), seed: int = 0) -> di
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m challenge.sample_data", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m tools.sample_data", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out", type=Path)
     parser.add_argument("--years", type=int, nargs="+", default=[2023, 2024, 2025], choices=sorted(CASES))
