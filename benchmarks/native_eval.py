@@ -37,11 +37,11 @@ import torch
 from benchmarks.bench_predict import replace_section
 from challenge.masks import make_mask
 from challenge.scoring import score_file
+from model.adaptation import AdaptConfig
 from model.checkpoint import file_sha256
 from model.classical import CGSense
 from model.coils import rss
 from model.fftc import ifft2c
-from model.adaptation import AdaptConfig
 from model.inference import GenreReconstructor
 from model.provenance import format_machine, machine_summary
 from model.reconstruction import VolumeMeta

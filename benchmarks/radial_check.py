@@ -33,7 +33,6 @@ import scipy.io
 import torch
 
 from benchmarks.bench_predict import replace_section
-from benchmarks.evaluate import format_machine, machine_summary
 from model.acs import acs_region
 from model.checkpoint import file_sha256
 from model.classical import conjugate_gradient, estimate_sensitivities_from_acs
@@ -41,6 +40,7 @@ from model.coils import rss
 from model.fftc import fft2c, ifft2c
 from model.inference import GenreReconstructor
 from model.normalisation import kspace_scale
+from model.provenance import format_machine, machine_summary
 from model.sense import SenseOperator
 from simulation.anatomy import real_data_root
 from simulation.measured_coils import RADIAL_FILE
