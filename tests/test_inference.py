@@ -157,6 +157,8 @@ def test_kspace_scale_is_the_zero_filled_maximum():
     assert scale.shape == (3,) and scale.dtype == torch.float32
     torch.testing.assert_close(scale[0], rss(ifft2c(kspace[0]), dim=1).max())
     assert scale[1] == 1 and scale[2] == 1
+    odd = torch.randn(1, 2, 3, 11, 13, dtype=torch.complex64, generator=generator)   # the centring shifts left out
+    torch.testing.assert_close(kspace_scale(odd)[0], rss(ifft2c(odd[0]), dim=1).max())
 
 
 def test_reconstruct_frames_equals_the_same_frames_of_a_whole_reconstruction(reconstructor):
