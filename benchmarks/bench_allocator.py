@@ -27,8 +27,9 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.bench_predict import replace_section
-from benchmarks.evaluate import REPO_ROOT, format_machine, machine_summary
+from benchmarks.evaluate import REPO_ROOT
 from model.allocator import OPT_OUT
+from model.provenance import format_machine, machine_summary
 
 BEGIN, END = "<!-- bench_allocator:begin -->", "<!-- bench_allocator:end -->"
 FALLBACK_SHAPE = (189, 448)
@@ -57,7 +58,7 @@ def write_inputs(work: Path, seed: int = 0) -> tuple[Path, Path, tuple[int, ...]
         return predict_root, train_root, tuple(json.loads(shape_file.read_text()))
     from challenge.masks import make_mask
     from challenge.matio import write_kspace_v73
-    from challenge.sample_data import Case, write_case
+    from tools.sample_data import Case, write_case
     from simulation.acquisition import simulate_kspace
     from simulation.anatomy import RealDataMissing, list_cine_series, load_cine_series
     from simulation.phantom import phantom_series

@@ -8,13 +8,19 @@ The tree (2025 layout, MATLAB v7.3 files of the real cine_sax shape 12 x 10 x 10
 each, random k-space; 17 files = 20.6 GB) is written once under build/ and reused. A GPU step's consumption is
 its FLOPs (3 x the forward's: the backward costs about twice the forward; discriminator and FFTs not counted)
 at the stated rate.
+
+Beside the loader runs it measures what bounds them: the disk (``dd iflag=direct`` of one tree file, no page
+cache), the slice reads alone (hyperslabs of random slices, as the loader reads them) and the preparation alone
+(one slice held in memory, the sample built from it in this process: the CPU time per sample). The process
+takes the trainer's heap settings (model.allocator) first, as ``python -m training`` does; workers inherit them.
 """
 import argparse
 import json
 import math
 import os
 import platform
-import resource
+import re
+import subprocess
 import sys
 import time
 from datetime import datetime, timezone
@@ -25,6 +31,7 @@ import numpy as np
 import torch
 
 from benchmarks.bench_predict import replace_section
+from model.allocator import retain_freed_memory
 from model.config import preset
 from model.generator import flops_per_output_slice
 from training.config import PRESETS
@@ -115,6 +122,51 @@ def measure(sampler: WindowSampler, workers: int, samples: int, windows_per_read
             "worker_gib": list(worker_peaks.values())}
 
 
+def disk_read_mb_s(path: Path) -> float:
+    """MB/s of ``dd iflag=direct`` reading one file (the page cache bypassed); nan where dd cannot."""
+    try:
+        done = subprocess.run(["dd", f"if={path}", "of=/dev/null", "bs=4M", "iflag=direct"], capture_output=True,
+                              text=True, timeout=600)
+        match = re.search(r"^(\d+) bytes .* copied, ([\d.]+) s", done.stderr, re.MULTILINE)
+        return int(match[1]) / float(match[2]) / 1e6
+    except (OSError, subprocess.SubprocessError, TypeError):
+        return math.nan
+
+
+def read_rate(sampler: WindowSampler, reads: int, rng: np.random.Generator) -> dict:
+    """Slice reads alone: MB/s and s per read over ``reads`` random (file, slice) hyperslabs."""
+    files = [f for fs in sampler.by_domain.values() for f in fs]
+    started, nbytes = time.perf_counter(), 0
+    for _ in range(reads):
+        file = files[rng.integers(len(files))]
+        nbytes += sampler.reader.read_slice(file.path, int(rng.integers(sampler.reader.shape(file.path)[1]))).nbytes
+    seconds = time.perf_counter() - started
+    return {"reads": reads, "mb_per_s": nbytes / seconds / 1e6, "s_per_read": seconds / reads}
+
+
+def preparation_cpu(sampler: WindowSampler, samples: int, rng: np.random.Generator) -> dict:
+    """The sample built from a slice already in memory, in this process: CPU seconds per sample (a new slice
+    peak each time, as with one window per read) and per sample when the slice's peak is known (the other
+    windows of a read)."""
+    file = next(iter(sampler.by_domain.values()))[0]
+    kspace = sampler.reader.read_slice(file.path, 0)
+    torch_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        costs = {}
+        for label, fresh_peak in (("new_slice", True), ("same_slice", False)):
+            started = time.process_time()
+            for i in range(samples):
+                if fresh_peak:
+                    sampler._slice_peaks.clear()
+                sampler.build(file, kspace, 0, int(rng.integers(kspace.shape[0])),
+                              sampler.patterns[i % len(sampler.patterns)], 8, rng)
+            costs[label] = (time.process_time() - started) / samples
+    finally:
+        torch.set_num_threads(torch_threads)
+    return costs
+
+
 def gpu_consumption(gpu_tflops: float) -> dict[str, float]:
     """Samples/s one GPU step consumes for `paper` and the shipped configuration, at the real slice size."""
     nt, _, nc, ny, nx = SHAPE
@@ -126,10 +178,13 @@ def gpu_consumption(gpu_tflops: float) -> dict[str, float]:
     return rates
 
 
-def report(args, results: list[dict], rates: dict, tree_bytes: int, load: tuple[float, float]) -> str:
+def report(args, results: list[dict], rates: dict, tree_bytes: int, load: tuple[float, float], bounds: dict
+           ) -> str:
     per_worker = next(r for r in results if r["workers"] == 1 and r["windows_per_read"] == 1)["samples_per_s"]
     two = next(r for r in results if r["workers"] == 2 and r["windows_per_read"] == 1)["samples_per_s"]
     grouped = [r for r in results if r["windows_per_read"] > 1]
+    slice_mb = math.prod(SHAPE[:1] + SHAPE[2:]) * 8 / 1e6
+    prepare = bounds["prepare_cpu_s"]
     lines = [
         BEGIN, "## Training loader (benchmarks/bench_loader.py)", "",
         f"- Command: `python -m benchmarks.bench_loader --files {args.files} --samples {args.samples} "
@@ -138,27 +193,35 @@ def report(args, results: list[dict], rates: dict, tree_bytes: int, load: tuple[
         f"jobs (1-minute load average {load[0]:.1f} at the start, {load[1]:.1f} at the end); "
         f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.1f} GiB RAM; torch {torch.__version__}",
         f"- Date: {datetime.now(timezone.utc).isoformat(timespec='minutes')}",
-        f"- Tree: {args.files} MATLAB v7.3 files of {SHAPE} complex64 (random k-space, 2025 layout), "
-        f"{tree_bytes / 1e9:.1f} GB on disk, under {args.tree}; larger than the page cache can hold, so reads "
-        "partly come from disk",
-        "- A sample: one slice read as a hyperslab (12 frames x 10 coils x 246 x 512, 121 MB), a drawn mask "
-        "(ktUniform/ktGaussian/ktRadial, AF 8/16/24), the 5-frame window, the view-shared k-space, the target "
-        "and the slice's peak",
+        f"- Tree: {args.files} MATLAB v7.3 files of {SHAPE} complex64 (random k-space, 2025 layout, contiguous "
+        f"datasets), {tree_bytes / 1e9:.1f} GB on disk, under {args.tree}; larger than the free page cache, so "
+        "reads partly come from disk",
+        f"- A sample: one slice read as a hyperslab (12 frames x 10 coils x 246 x 512, {slice_mb:.0f} MB), a drawn "
+        "mask (ktUniform/ktGaussian/ktRadial, AF 8/16/24), the 5-frame window, the view-shared k-space, the target "
+        "and the slice's peak; the process has the trainer's heap settings (model.allocator)",
+        "", "What bounds it, measured alone:", "",
+        f"- disk: `dd iflag=direct bs=4M` of one tree file: {bounds['disk_mb_s']:.0f} MB/s, i.e. "
+        f"{bounds['disk_mb_s'] / slice_mb:.1f} slices/s",
+        f"- slice reads (h5py hyperslabs of {bounds['reads']['reads']} random slices, page cache as it is): "
+        f"{bounds['reads']['mb_per_s']:.0f} MB/s, {bounds['reads']['s_per_read']:.2f} s per slice",
+        f"- preparation from a slice in memory, one thread: {prepare['new_slice']:.2f} CPU s per sample with a new "
+        f"slice (its peak: 12 inverse FFTs of 10 coils), {prepare['same_slice']:.2f} CPU s when the slice's peak "
+        "is known (the further windows of one read); about two thirds of it is inverse FFTs",
         "", "| workers | windows per read | samples | first sample (s) | samples/s | trainer peak RSS (GiB) | "
         "worker peak RSS (GiB) |", "|---|---|---|---|---|---|---|"]
     for r in results:
         workers = ", ".join(f"{g:.2f}" for g in r["worker_gib"]) or "-"
         lines.append(f"| {r['workers']} | {r['windows_per_read']} | {r['samples']} | {r['first_s']:.1f} | "
-                     f"{r['samples_per_s']:.2f} | "
-                     f"{r['trainer_gib']:.2f} | {workers} |")
+                     f"{r['samples_per_s']:.2f} | {r['trainer_gib']:.2f} | {workers} |")
     lines += ["", f"One GPU step at an effective {args.gpu_tflops:g} TFLOP/s (3 x the forward's FLOPs at 10 coils, "
               "246 x 512; torch FlopCounterMode, convolutions and matmuls):", "",
-              "| configuration | model | TFLOP / step | samples/s consumed | workers needed at the 1-worker rate |",
-              "|---|---|---|---|---|"]
+              "| configuration | model | TFLOP / step | samples/s consumed | workers needed at the 1-worker rate | "
+              "cores needed at the in-memory preparation cost |", "|---|---|---|---|---|---|"]
     for name, rate in rates.items():
         label = "paper" if name == "paper" else "shipped (preset cpu)"
         lines.append(f"| {label} | {rate['model']} | {rate['tflop_per_step']:.3f} | {rate['samples_per_s']:.1f} | "
-                     f"{math.ceil(rate['samples_per_s'] / per_worker)} |")
+                     f"{math.ceil(rate['samples_per_s'] / per_worker)} | "
+                     f"{math.ceil(rate['samples_per_s'] * prepare['new_slice'])} |")
     shipped = rates["cpu"]["samples_per_s"]
     lines += ["", f"- 2 workers deliver {two:.2f} samples/s: "
               + ("enough" if two >= shipped else "not enough")
@@ -166,6 +229,13 @@ def report(args, results: list[dict], rates: dict, tree_bytes: int, load: tuple[
               f"{math.ceil(rates['paper']['samples_per_s'] / per_worker)} workers at this machine's per-worker rate."]
     lines += [f"- {r['workers']} workers, {r['windows_per_read']} windows per slice read (`--windows-per-read`): "
               f"{r['samples_per_s']:.2f} samples/s" for r in grouped]
+    lines += [f"- Reading alone, one window per read, the disk gives at most {bounds['disk_mb_s'] / slice_mb:.1f} "
+              f"samples/s uncached ({shipped * slice_mb / 1e3:.1f} GB/s would be needed for {shipped:.0f}/s); "
+              f"preparing alone, 2 cores give at most {2 / prepare['new_slice']:.1f} samples/s "
+              f"({2 / prepare['same_slice']:.1f} with the peak known).",
+              "- Trainer peak RSS: this process ran the measurements alone and the in-process (0 workers) rows first, "
+              "and model.allocator keeps freed memory mapped, so the worker rows carry its peak; a worker's peak "
+              "includes the heap it kept."]
     lines += ["", END]
     return "\n".join(lines)
 
@@ -180,8 +250,12 @@ def main(argv=None) -> int:
     parser.add_argument("--grouped", type=int, default=4,
                         help="also measure 2 workers with this many windows per slice read (1: not)")
     parser.add_argument("--gpu-tflops", type=float, default=30.0, help="the effective GPU rate assumed")
+    parser.add_argument("--reads", type=int, default=20, help="random slice reads timed alone")
+    parser.add_argument("--prepare-samples", type=int, default=6,
+                        help="samples built from an in-memory slice to time the preparation alone")
     parser.add_argument("--out", type=Path, help="markdown file whose bench_loader section is replaced")
     args = parser.parse_args(argv)
+    retain_freed_memory()                 # as python -m training does; forked workers inherit it
     root = ensure_tree(args.tree, args.files)
     files, reader = build_index(find_training_files(root), args.tree / "data_index.json")
     sampler = WindowSampler(files, sorted({f.domain_name for f in files}), ("ktUniform", "ktGaussian", "ktRadial"),
@@ -189,6 +263,10 @@ def main(argv=None) -> int:
     tree_bytes = sum(f.path.stat().st_size for f in files)
     rates = gpu_consumption(args.gpu_tflops)
     load_start = os.getloadavg()[0]
+    bounds = {"disk_mb_s": disk_read_mb_s(files[-1].path),
+              "reads": read_rate(sampler, args.reads, np.random.default_rng(1)),
+              "prepare_cpu_s": preparation_cpu(sampler, args.prepare_samples, np.random.default_rng(2))}
+    print(json.dumps(bounds), flush=True)
     results = []
     for workers in args.workers:
         results.append(measure(sampler, workers, args.samples))
@@ -196,7 +274,7 @@ def main(argv=None) -> int:
     if args.grouped > 1:
         results.append(measure(sampler, 2, args.samples, args.grouped))
         print(json.dumps(results[-1]), flush=True)
-    text = report(args, results, rates, tree_bytes, (load_start, os.getloadavg()[0]))
+    text = report(args, results, rates, tree_bytes, (load_start, os.getloadavg()[0]), bounds)
     print(text)
     if args.out:
         old = args.out.read_text() if args.out.exists() else ""

@@ -23,10 +23,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 
-from benchmarks.evaluate import cpu_model  # noqa: E402
 from model.config import PRESETS  # noqa: E402
 from model.generator import GenreGenerator, flops_per_output_slice, parameter_counts  # noqa: E402
 from model.normalisation import kspace_scale  # noqa: E402
+from model.provenance import cpu_model  # noqa: E402
 
 START, END = "<!-- bench_model:start -->", "<!-- bench_model:end -->"
 

@@ -33,7 +33,8 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.bench_predict import write_section
-from benchmarks.evaluate import REPO_ROOT, format_machine, machine_summary
+from benchmarks.evaluate import REPO_ROOT
+from model.provenance import format_machine, machine_summary
 
 BEGIN, END = "<!-- bench_peers:begin -->", "<!-- bench_peers:end -->"
 NUM_ACS = 16
@@ -82,7 +83,7 @@ def parse_shape(text: str) -> tuple[int, int]:
 def write_input(root: Path, ny: int, nx: int, coils: int, frames: int, slices: int, seed: int = 0):
     """One 2024 Task-2 input file under ``root`` -> (masked k-space (nt, nz, nc, ny, nx), mask (nt, ny, nx))."""
     from challenge.masks import make_mask
-    from challenge.sample_data import Case, magnitude_series, write_case
+    from tools.sample_data import Case, magnitude_series, write_case
     from simulation.acquisition import simulate_kspace
 
     rng = np.random.default_rng(seed)

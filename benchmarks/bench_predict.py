@@ -36,7 +36,8 @@ from pathlib import Path
 
 import scipy.io
 
-from benchmarks.evaluate import REPO_ROOT, MethodSpec, format_machine, machine_summary, predict_command
+from benchmarks.evaluate import REPO_ROOT, MethodSpec, predict_command
+from model.provenance import format_machine, machine_summary
 from model.reconstruction import DEFAULT_ENSEMBLE
 from model.reflection import ENSEMBLES
 

@@ -19,13 +19,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.evaluate import format_machine, machine_summary
 from benchmarks.validation_windows import (GROUPS, SPLIT, draw_windows, seen_in_training_note,
                                            training_tree_exists, validation_split)
 from model.checkpoint import file_sha256, load_generator
+from model.metrics import psnr
+from model.provenance import format_machine, machine_summary
 from model.reflection import ENSEMBLES, reflect
 from training.slice_index import SliceReader
-from training.trainer import psnr
 
 SEED = 7
 

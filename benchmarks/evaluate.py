@@ -23,8 +23,6 @@ import argparse
 import datetime
 import json
 import math
-import os
-import platform
 import shlex
 import shutil
 import subprocess
@@ -36,6 +34,7 @@ from pathlib import Path, PurePosixPath
 from challenge import rules
 from challenge.scoring import (FileScore, GroundTruthError, GroupSummary, ScoreReport, score_trees,
                                summarise_group)
+from model.provenance import format_machine, json_safe, machine_summary
 from model.reconstruction import DEFAULT_ENSEMBLE
 from model.reflection import ENSEMBLES
 
@@ -317,39 +316,6 @@ def group_roots(data_dir: Path, group: str) -> tuple[Path, Path]:
 # ---------------------------------------------------------------------------------------------------------
 # Provenance: machine, data, weights.
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def machine_summary() -> dict:
-    """CPU model, logical cores (and those this process may use), memory, GPU (None without CUDA)."""
-    import torch   # only for the GPU name; predict.py itself runs in subprocesses
-
-    try:
-        pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        memory_gib = round(pages / 2 ** 30, 1)
-    except (ValueError, OSError):
-        memory_gib = None
-    return {
-        "cpu": cpu_model(), "cores": os.cpu_count(), "usable_cores": len(os.sched_getaffinity(0)),
-        "memory_gib": memory_gib,
-        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "python": platform.python_version(), "torch": torch.__version__,
-    }
-
-
-def format_machine(machine: dict) -> str:
-    gpu = machine["gpu"] or "none"
-    return (f"{machine['cpu']}, {machine['cores']} logical cores ({machine['usable_cores']} usable), "
-            f"{machine['memory_gib']} GiB RAM; GPU: {gpu}; Python {machine['python']}, torch {machine['torch']}")
-
-
 def weights_summary(spec: MethodSpec) -> dict:
     """sha256 of the weights file and the scalar fields of its JSON record (if present)."""
     from model.checkpoint import file_sha256, record_path
@@ -489,18 +455,6 @@ def _weights_lines(weights: dict) -> list[str]:
     return lines
 
 
-def _json_safe(value):
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
 def scores_to_dict(scores: dict[str, dict[str, MethodScores]]) -> dict:
     def summary(s: GroupSummary) -> dict:
         return {**asdict(s), "success_rate": s.success_rate}
@@ -550,7 +504,7 @@ def evaluate(args: argparse.Namespace, command: str) -> tuple[dict, list[TargetC
                      "margin_db": c.margin_db, "status": c.status, "note": c.note} for c in checks],
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps(_json_safe(results), indent=2, allow_nan=False) + "\n")
+    (args.out / "results.json").write_text(json.dumps(json_safe(results), indent=2, allow_nan=False) + "\n")
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(format_results(results, specs, scores, runs, checks))
     return results, checks

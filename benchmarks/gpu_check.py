@@ -155,7 +155,7 @@ def run_checks(options: CheckOptions, names: list[str], budget_s: float, isolate
 def machine_line(dry: bool) -> str:
     import torch
 
-    from benchmarks.evaluate import cpu_model
+    from model.provenance import cpu_model
 
     gpu = "none (dry run on the CPU)" if dry or not torch.cuda.is_available() else torch.cuda.get_device_name(0)
     return (f"{cpu_model()}, {os.cpu_count()} logical cores; GPU: {gpu}; torch {torch.__version__} "

@@ -102,10 +102,6 @@ def peak_gib(device: torch.device) -> float | None:
     return torch.cuda.max_memory_allocated(device) / 2 ** 30 if device.type == "cuda" else None
 
 
-def is_out_of_memory(error: BaseException) -> bool:
-    return isinstance(error, torch.cuda.OutOfMemoryError) or "out of memory" in str(error).lower()
-
-
 # ---------------------------------------------------------------------------------------------------------
 # environment
 
@@ -148,7 +144,7 @@ def tiny_sample_tree(root: Path, seed: int = 0) -> None:
     """A 2024 input tree of one small file (ktUniform 8) and its ground truth, for the dry run."""
     from challenge.masks import make_mask
     from challenge.rules import ACS_LINES
-    from challenge.sample_data import Case, magnitude_series, write_case
+    from tools.sample_data import Case, magnitude_series, write_case
     from simulation.acquisition import simulate_kspace
 
     rng = np.random.default_rng(seed)
@@ -169,7 +165,7 @@ def sample_trees(options: CheckOptions, notes: list[str]) -> Path:
     if options.dry:
         tiny_sample_tree(root / "2024")
     else:
-        from challenge.sample_data import build_sample_trees
+        from tools.sample_data import build_sample_trees
         build_sample_trees(root, years=options.years)
     notes.append(f"{options.sample} lacked a year's tree: built under {root} in {time.monotonic() - started:.0f} s")
     return root
@@ -293,6 +289,7 @@ def check_throughput(options: CheckOptions) -> Section:
                 try:
                     seconds, image = time_forward(generator, kspace, mask, options.repeats, amp)
                 except Exception as error:          # noqa: BLE001 - an OOM at a large batch is a result
+                    from challenge.fallback import is_out_of_memory
                     if not is_out_of_memory(error):
                         raise
                     rows.append({"config": label, "precision": precision, "batch": batch, "images/s": "OOM",
@@ -318,21 +315,29 @@ def check_throughput(options: CheckOptions) -> Section:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# oom_retry: GenreReconstructor halves its batch on CUDA out-of-memory and gives the same images
+# oom_retry: a run's one out-of-memory policy (challenge.fallback): GENRE retried with half its batch, same images
+
+class _NoProgress:
+    def begin_attempt(self) -> None: ...
+
+    def abort_attempt(self) -> None: ...
+
+    def update(self, slices: int) -> None: ...
+
 
 def check_oom_retry(options: CheckOptions) -> Section:
+    from benchmarks.bench_model import cine_slice
+    from challenge.fallback import MethodChain
     from model.inference import GenreReconstructor
     from model.reconstruction import VolumeMeta
-    from benchmarks.bench_model import cine_slice
 
     device = options.device
     batch = max(options.batch_sizes)
-    nt = batch
     generator = torch.Generator().manual_seed(1)
-    kspace = torch.randn(nt, 1, options.coils, options.height, options.width, dtype=torch.complex64,
+    kspace = torch.randn(batch, 1, options.coils, options.height, options.width, dtype=torch.complex64,
                          generator=generator)
-    _, window_mask = cine_slice(1, 1, options.height, options.width, torch.device("cpu"), nt)
-    mask = window_mask[0, :, 0].bool().numpy()                      # (nt, ny, nx)
+    _, window_mask = cine_slice(1, 1, options.height, options.width, torch.device("cpu"), batch)
+    mask = window_mask[0, :, 0].bool().numpy()                      # (nt, ny, nx): nt = one full batch
     kspace = (kspace * torch.from_numpy(mask)[:, None, None]).numpy()
     meta = VolumeMeta(num_acs=16, radial=False, cyclic=True, name="oom-check")
     reconstructor = GenreReconstructor(options.weights, device=device, batch_size=batch, ensemble=1)
@@ -352,8 +357,7 @@ def check_oom_retry(options: CheckOptions) -> Section:
     reference = reconstructor.reconstruct(kspace, mask, meta)
     peak_full = peak_gib(device)
     rows = [{"run": f"batch {batch}, no cap", "batch sizes tried": " ".join(map(str, tried)),
-             "peak GiB": "-" if peak_full is None else f"{peak_full:.2f}", "max rel. diff": "-"}]
-    notes = []
+             "peak GiB": "-" if peak_full is None else f"{peak_full:.2f}", "method": "genre", "max rel. diff": "-"}]
     tried.clear()
     if device.type == "cuda":
         # a genuine CUDA OOM: cap this process below the full batch's peak, above a quarter batch's need
@@ -366,17 +370,22 @@ def check_oom_retry(options: CheckOptions) -> Section:
     else:
         inject["armed"] = True
         label = "OOM injected at the first call"
-    try:
-        retried = reconstructor.reconstruct(kspace, mask, meta)
-    except Exception as error:              # noqa: BLE001 - out of memory even at batch 1 is this check's failure
-        if not is_out_of_memory(error):
-            raise
-        return Section(FAIL, f"out of memory at every batch size under the cap (tried {tried})", rows, notes)
+    notes: list[str] = []
+
+    def factory(method: str):
+        if method != "genre":
+            raise RuntimeError("this check runs GENRE alone")
+        return reconstructor
+    try:                                    # the run's path: the method chain and its out-of-memory policy
+        chain = MethodChain("genre", factory, notes)
+        retried, method, why = chain.reconstruct(kspace, mask, meta, _NoProgress(), notes)
     finally:
         if device.type == "cuda":
             torch.cuda.set_per_process_memory_fraction(1.0, device)
+    if retried is None or method != "genre":
+        return Section(FAIL, f"GENRE did not finish under the cap ({why}); batch sizes tried {tried}", rows, notes)
     difference = float(np.abs(retried - reference).max() / max(np.abs(reference).max(), 1e-30))
-    rows.append({"run": label, "batch sizes tried": " ".join(map(str, tried)), "peak GiB": "-",
+    rows.append({"run": label, "batch sizes tried": " ".join(map(str, tried)), "peak GiB": "-", "method": method,
                  "max rel. diff": f"{difference:.2e}"})
     retried_once = len(tried) > 1 and tried[0] == batch and tried[1] < batch
     if not retried_once:

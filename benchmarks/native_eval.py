@@ -1,7 +1,8 @@
 """Quality where users live: held-out anatomy at the size the scanner writes it, every input kind, real k-space.
 
     python -m benchmarks.native_eval --weights A.pt [B.pt ...] [--out docs/native-eval.md]
-                                     [--figures docs/figures] [--subjects N]
+                                     [--figures docs/figures] [--subjects N] [--cases TEXT ...]
+                                     [--adapt STEPS --adapt-seconds S]
                                      [--peers varnet sigpy-cs] [--peer-weights runs/peers]
 
 Groups (nothing here was trained on; the held-out split is training.build_data's):
@@ -24,6 +25,7 @@ name (development peers, peers/: their ``reconstruct_frames``, predict.py's path
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import shlex
@@ -36,22 +38,26 @@ import scipy.io
 import torch
 
 from benchmarks.bench_predict import replace_section
-from benchmarks.evaluate import format_machine, machine_summary
 from challenge.masks import make_mask
 from challenge.scoring import score_file
+from model.adaptation import AdaptConfig
 from model.checkpoint import file_sha256
 from model.classical import CGSense
 from model.coils import rss
 from model.fftc import ifft2c
 from model.inference import GenreReconstructor
+from model.provenance import format_machine, machine_summary
 from model.reconstruction import VolumeMeta
 from simulation.anatomy import RealDataMissing, list_cine_series, load_cine_series, real_data_root
 from simulation.contrast import t1_series, t2_series
-from simulation.realistic import Acquisition, simulate
+from simulation.realistic import Acquisition, acquire, draw_acquisition
 from training.build_data import HELDOUT_SUBJECTS, UNSEEN_CENTRE
 
 BEGIN, END = "<!-- native_eval:begin -->", "<!-- native_eval:end -->"
 NUM_ACS = 16                      # the 2024 count, as make eval's trees
+# a row, not a method: the simulated truth without noise, scored against the noisy reference (how far any
+# reconstruction can go when the reference carries the acquisition's noise, as the organisers' references do)
+NOISE_FREE = "noise-free truth"
 REAL_SAX = Path("cmrx24_demo_sax_1coil")
 TWIX = Path("tfmri_gre_phantom_twix") / "gre.dat"
 # (kind, pattern, AF, series): series "cine" (12 frames), "static" (one frame), "T1"/"T2" (mapping-like)
@@ -88,6 +94,7 @@ class Case:
     mask: np.ndarray
     frame: int
     cyclic: bool
+    noise_free: np.ndarray | None = None   # simulated cases: the scored frame's RSS without the acquisition noise
 
     @property
     def reference(self) -> np.ndarray:
@@ -116,10 +123,15 @@ def simulated_cases(series: list[tuple[str, str, np.ndarray]], seed: int = 0) ->
             frame = cine[len(cine) // 2]
             images = {"cine": cine, "static": frame[None], "T1": t1_series(frame, rng),
                       "T2": t2_series(frame, rng)}[source]
-            kspace, _ = simulate(images, Acquisition(), rng, n_coils=10)
+            draw = draw_acquisition(images, Acquisition(), rng, n_coils=10)
+            kspace = acquire(images, draw, rng).numpy()
             nt, _, ny, nx = kspace.shape
             mask = make_mask(pattern, nt, ny, nx, factor, NUM_ACS, rng)
-            cases.append(Case(group, kind, pattern, factor, name, kspace, mask, nt // 2, source == "cine"))
+            # the same acquisition without its noise (drawn after the mask, so the cases stay as they were)
+            clean = acquire(images[nt // 2:nt // 2 + 1], dataclasses.replace(draw, sigma=0.0,
+                                                                              phase=draw.phase[nt // 2:nt // 2 + 1]), rng)
+            cases.append(Case(group, kind, pattern, factor, name, kspace, mask, nt // 2, source == "cine",
+                              rss(ifft2c(clean[0]), dim=0).numpy()))
     return cases
 
 
@@ -200,15 +212,19 @@ def evaluate(cases: list[Case], reconstructors: dict, keep: dict | None = None,
         reference = case.reference
         figure = keep is not None and index in keep
         images = {"zero-filled": zero_filled(case), "CG-SENSE": cg_sense(case)} if baselines or figure else {}
+        if baselines and case.noise_free is not None:
+            images[NOISE_FREE] = case.noise_free
         masked = case.kspace * case.mask[:, None]
         for label, reconstructor in reconstructors.items():
             images[label] = reconstructor.reconstruct_frames(masked, case.mask, meta_of(case), [case.frame])[0]
+            if getattr(reconstructor, "adapt", None) is not None:      # the peers do not adapt
+                print(f"  {label}: {reconstructor.last_adaptation}", flush=True)
         for method, image in images.items():
             if baselines or method in reconstructors:
                 rows.append(Row(case.group, case.kind, case.pattern, case.acceleration, case.name, method,
                                 *scored(reference, image)))
         if figure:
-            keep[index] = {"reference": reference, **images}
+            keep[index] = {"reference": reference, **{k: v for k, v in images.items() if k != NOISE_FREE}}
         scored_here = len(images) if baselines else len(reconstructors)
         print(f"{index + 1}/{len(cases)} {case.group} {case.kind} {case.pattern}{case.acceleration}: " +
               ", ".join(f"{r.method} {r.psnr:.2f}" for r in rows[-scored_here:]), flush=True)
@@ -217,7 +233,9 @@ def evaluate(cases: list[Case], reconstructors: dict, keep: dict | None = None,
 
 def summary(rows: list[Row]) -> tuple[list[str], dict[tuple, dict[str, tuple[float, float, int]]]]:
     """(methods in order, {(group, kind, pattern, AF): {method: (mean PSNR, mean SSIM, cases)}})."""
-    methods = list(dict.fromkeys(r.method for r in rows))
+    seen = list(dict.fromkeys(r.method for r in rows))
+    baselines = [m for m in ("zero-filled", "CG-SENSE", NOISE_FREE) if m in seen]
+    methods = baselines + [m for m in seen if m not in baselines]          # the weights in the order given
     cells: dict[tuple, dict[str, list[Row]]] = {}
     for r in rows:
         cells.setdefault((r.group, r.kind, r.pattern, r.acceleration), {}).setdefault(r.method, []).append(r)
@@ -240,9 +258,46 @@ def format_section(rows: list[Row], command: str, machine: dict, weights: dict[s
         n = next(iter(per.values()))[2]
         lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {key[3]} | {n} | "
                      + " | ".join(f"{per[m][0]:.2f} / {per[m][1]:.3f}" if m in per else "" for m in methods) + " |")
+    lines += ["", "Means over cells (PSNR dB), the last column's margins over the others; a cell is one row above:", "",
+              format_summary(rows)]
     lines += [""] + [f"![{Path(f).stem}]({f})" for f in figures]
     lines.append(END)
     return "\n".join(lines) + "\n"
+
+
+SIMULATED = ("held-out cine", "unseen centre")
+# (label, which cells): the summary's groups of cells; the one-frame ktUniform rows of the real groups are left
+# out, being the Uniform masks again (a k-t lattice on a single frame is the Uniform one)
+SUMMARY_GROUPS = (
+    ("real SAX, 1 coil (distinct masks)", lambda g, k, p, r: g.startswith("real k-space, CMRxRecon") and p != "ktUniform"),
+    ("real TWIX phantom, 2 coils (distinct masks)", lambda g, k, p, r: g.startswith("real k-space, TWIX") and p != "ktUniform"),
+    ("held-out cine, every kind", lambda g, k, p, r: g == "held-out cine"),
+    ("unseen centre, every kind", lambda g, k, p, r: g == "unseen centre"),
+    ("simulated, k-t AF 8/16", lambda g, k, p, r: g in SIMULATED and k == "kt" and r in (8, 16)),
+    ("simulated, k-t AF 24", lambda g, k, p, r: g in SIMULATED and k == "kt" and r == 24),
+    ("simulated, Uniform AF 8/16", lambda g, k, p, r: g in SIMULATED and k == "uniform"),
+    ("simulated, static", lambda g, k, p, r: g in SIMULATED and k == "static"),
+    ("simulated, mapping-like", lambda g, k, p, r: g in SIMULATED and k == "mapping"),
+)
+
+
+def format_summary(rows: list[Row]) -> str:
+    """Means over the cells of each SUMMARY_GROUPS group, per method, and the last method's margins over the
+    others (markdown table)."""
+    methods, cells = summary(rows)
+    last = methods[-1]
+    others = [m for m in methods if m not in (last, NOISE_FREE)]
+    lines = ["| cells | n | " + " | ".join(methods) + " | " + " | ".join(f"{last} − {m}" for m in others) + " |",
+             "|---|---|" + "---|" * (len(methods) + len(others))]
+    for label, belongs in SUMMARY_GROUPS:
+        chosen = [per for key, per in cells.items() if belongs(*key)]
+        if not chosen:
+            continue
+        means = {m: float(np.mean([per[m][0] for per in chosen])) for m in methods if all(m in per for per in chosen)}
+        lines.append(f"| {label} | {len(chosen)} | " + " | ".join(f"{means[m]:.2f}" if m in means else "" for m in methods)
+                     + " | " + " | ".join(f"{means[last] - means[m]:+.2f}" if m in means and last in means else ""
+                                          for m in others) + " |")
+    return "\n".join(lines)
 
 
 def save_figure(path: Path, images: dict[str, np.ndarray], title: str) -> None:
@@ -286,6 +341,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="every row as JSON")
     parser.add_argument("--no-baselines", action="store_true",
                         help="score the weights only (zero-filled and CG-SENSE rows come from --merge)")
+    parser.add_argument("--adapt", type=int, default=0, metavar="STEPS",
+                        help="test-time adaptation (model.adaptation) of each case first, at most STEPS steps")
+    parser.add_argument("--adapt-seconds", type=float, default=600.0, help="and at most this wall time per case")
+    parser.add_argument("--cases", nargs="+", metavar="TEXT",
+                        help="only the cases whose 'group kind pattern AF' contains one of these texts")
     parser.add_argument("--merge", type=Path, nargs="*", default=[],
                         help="rows of earlier runs (their --json) shown in the same table, e.g. baselines")
     parser.add_argument("--peers", nargs="*", default=[], metavar="NAME",
@@ -297,7 +357,11 @@ def main(argv: list[str] | None = None) -> int:
         print("error: one label per weights file", file=sys.stderr)
         return 2
     torch.manual_seed(0)
-    reconstructors = {label: GenreReconstructor(w, ensemble=args.ensemble) for label, w in zip(labels, args.weights)}
+    adapt = AdaptConfig(steps=args.adapt, seconds=args.adapt_seconds) if args.adapt > 0 else None
+    if adapt is not None:
+        labels = [f"{label} + TTA {args.adapt}" for label in labels]
+    reconstructors = {label: GenreReconstructor(w, ensemble=args.ensemble, adapt=adapt)
+                      for label, w in zip(labels, args.weights)}
     peer_weights = {}
     for name in args.peers:
         try:
@@ -311,6 +375,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"note: no real cine anatomy ({error}); simulated groups skipped", file=sys.stderr)
         series = []
     cases = real_cases(real_data_root()) + simulated_cases(series)
+    if args.cases:
+        cases = [c for c in cases if any(text in f"{c.group} {c.kind} {c.pattern} {c.acceleration}"
+                                         for text in args.cases)]
     if not cases:
         print("error: no real data under ../shared/data/real (or $GENRE_REAL_DATA): nothing to evaluate",
               file=sys.stderr)
@@ -322,8 +389,11 @@ def main(argv: list[str] | None = None) -> int:
     if pick is not None:
         shown[pick] = "heldout-cine-ktuniform16.png"
     keep = {index: {} for index in shown}
-    rows = [Row(**r) for path in args.merge for r in json.loads(path.read_text())]
-    rows += evaluate(cases, reconstructors, keep, baselines=not args.no_baselines)
+    fresh = evaluate(cases, reconstructors, keep, baselines=not args.no_baselines)
+    computed = {r.method for r in fresh}
+    # merged rows of a method this run computed again would count its cases twice
+    rows = [Row(**r) for path in args.merge for r in json.loads(path.read_text()) if r["method"] not in computed]
+    rows += fresh
     figures = []
     for index, filename in shown.items():
         if keep.get(index):

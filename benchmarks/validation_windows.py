@@ -4,8 +4,8 @@ import sys
 from pathlib import Path
 
 from training.config import PRESETS
-from training.dataset import (Sample, TrainingFile, WindowSampler, find_training_files,
-                              fixed_validation_samples, split_by_subject)
+from training.dataset import Sample, WindowSampler, fixed_validation_samples, split_by_subject
+from training.layouts import TrainingFile, find_training_files
 from training.slice_index import SliceReader
 
 SPLIT = PRESETS["cpu"]    # the split, ACS and window size every training preset shares

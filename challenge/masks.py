@@ -12,27 +12,20 @@ MATLAB index arithmetic (1-based, column-major over the (ny, nt) k-t grid) kept 
   seed reproduces the toolbox's draws.
 - ktRadial: ``floor(180 / (0.6 R))`` pseudo-radial spokes, rotated by the golden angle per frame, plus a
   central ``ncalib x ncalib`` square.
-Centring of ACS blocks and crops follows MATLAB ``zpad``/``crop``: first index ``floor(n/2) + ceil(-m/2)``.
+Centring of ACS blocks and crops follows MATLAB ``zpad``/``crop`` (model.matlab.centred): first index
+``floor(n/2) + ceil(-m/2)``.
 """
 import math
 
 import numpy as np
 
-from challenge.rules import matlab_round
+from challenge.rules import PATTERNS
+from model.matlab import centred, matlab_round
 
-PATTERNS = ("Uniform", "ktUniform", "ktGaussian", "ktRadial")
 GAUSSIAN_ALPHA = 0.2          # ktMaskGenerator.m
 GOLDEN_ANGLE_DEG = 137.5      # ktMaskGenerator.m: rotation of the spoke set from one frame to the next
 RADIAL_RATE_SCALE = 0.6       # ktMaskGenerator.m: ktRadial runs with R * 0.6
 _MATLAB_DEFAULT_SEED = 5489   # MATLAB's rng(0) is MT19937's default seed
-
-
-def centred_block(length: int, size: int) -> slice:
-    """0-based slice of the ``size`` central entries of an axis of ``length`` (MATLAB zpad/crop rule)."""
-    if not 0 < size <= length:
-        raise ValueError(f"cannot centre {size} entries on an axis of {length}")
-    start = length // 2 - size // 2  # == floor(length/2) + ceil(-size/2)
-    return slice(start, start + size)
 
 
 def _check_size(**sizes: int) -> None:
@@ -43,7 +36,7 @@ def _check_size(**sizes: int) -> None:
 
 def _acs_rows(ny: int, ncalib: int) -> np.ndarray:
     rows = np.zeros(ny, dtype=bool)
-    rows[centred_block(ny, ncalib)] = True
+    rows[centred(ny, ncalib)] = True
     return rows
 
 
@@ -203,9 +196,9 @@ def kt_radial_mask(nt: int, ny: int, nx: int, R: int, ncalib: int,
     step = 180 / spokes
     side = max(nx, ny)
     # the MATLAB image is (nx, ny): its rows run along nx, its columns along ny
-    first_row, first_col = centred_block(side, nx).start, centred_block(side, ny).start
+    first_row, first_col = centred(side, nx).start, centred(side, ny).start
     acs = np.zeros((ny, nx), dtype=bool)
-    acs[centred_block(ny, ncalib), centred_block(nx, ncalib)] = True
+    acs[centred(ny, ncalib), centred(nx, ncalib)] = True
     mask = np.empty((nt, ny, nx), dtype=bool)
     for frame in range(nt):
         first = frame_rotation_deg * frame
@@ -228,9 +221,3 @@ def make_mask(pattern: str, nt: int, ny: int, nx: int, R: int, ncalib: int,
     if pattern == "ktRadial":
         return kt_radial_mask(nt, ny, nx, R, ncalib)
     raise ValueError(f"unknown mask pattern {pattern!r}; expected one of {', '.join(PATTERNS)}")
-
-
-def effective_acceleration(mask: np.ndarray) -> float:
-    """Samples on the grid over samples taken (the toolbox's ``numel(mask)/sum(mask(:))``); inf if empty."""
-    taken = np.count_nonzero(mask)
-    return mask.size / taken if taken else math.inf

@@ -8,16 +8,21 @@ Rules (issue 17):
   re-read as valid (temporary file, validated, then renamed over it); a failed write leaves what was there;
 - a stale file at the path of an input that failed is kept only when it validates against that input's
   expected shape; otherwise it is moved (not deleted) into MOVED_ASIDE in the output root, renamed so that
-  no scorer globbing ``*.mat`` can take it for a submission.
+  no scorer globbing ``*.mat`` can take it for a submission;
+- temporary files of interrupted writes are removed before and after a run (remove_temporary_files).
 """
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
 import numpy as np
 
-from challenge import matio
+from challenge import matio, rules
+from challenge.report import report_name
+
+log = logging.getLogger(__name__)
 
 MOVED_ASIDE = "invalid_outputs_moved_aside"     # folder in the output root
 MOVED_SUFFIX = ".invalid"                       # appended to a moved file's name (no longer *.mat)
@@ -97,3 +102,35 @@ def moved_aside_path(output_root: Path, relative: str) -> Path:
         candidate = base.with_name(f"{base.name}.{number}")
         number += 1
     return candidate
+
+
+def remove_temporary_files(output_root: Path, input_root: Path, shard: tuple[int, int],
+                           jobs: list[rules.Job]) -> int:
+    """Delete temp files of interrupted writes: anywhere in the output tree for a single process, only
+    those beside this shard's outputs when several shards share the tree (the others may be writing now).
+    Never looks into the input root, even when it lies inside the output root. Returns how many."""
+    if shard[1] == 1:
+        candidates = [path for path in _files_outside(output_root, input_root.resolve())
+                      if matio.temporary_target(path) is not None]
+    else:
+        outputs = {output_root / job.output_relative for job in jobs}
+        candidates = [path for folder in {output.parent for output in outputs} if folder.is_dir()
+                      for path in folder.iterdir() if matio.temporary_target(path) in outputs]
+    candidates.append(output_root / (report_name(shard) + ".tmp"))
+    removed = 0
+    for path in candidates:
+        try:
+            if path.is_file() and not path.is_symlink():
+                path.unlink()
+                removed += 1
+        except OSError as error:     # a left-over we cannot remove must not stop the run
+            log.warning("cannot remove the temporary file %s: %s", path, error)
+    if removed:
+        log.info("removed %d temporary files of an earlier run from %s", removed, output_root)
+    return removed
+
+
+def _files_outside(root: Path, excluded: Path):
+    for folder, subfolders, names in os.walk(root):
+        subfolders[:] = [name for name in subfolders if (Path(folder) / name).resolve() != excluded]
+        yield from (Path(folder) / name for name in names)

@@ -5,11 +5,20 @@ reconstruct, including inputs that could not be read or parsed) counts in N_tota
 its output was written and re-read with the expected key, dtype, shape and finite, not-all-zero values.
 The table goes to stdout (the only log the organisers see); the same content as JSON into the output root.
 """
+from __future__ import annotations
+
 import json
+import logging
 import os
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from challenge.rules import Job
+
+log = logging.getLogger(__name__)
 
 REPORT_NAME = "run_report.json"
 
@@ -37,6 +46,12 @@ class FileResult:
     reason: str | None = None           # why it failed or fell back
     notes: list[str] = field(default_factory=list)  # warnings: derived mask, non-finite k-space, ...
 
+    @classmethod
+    def for_job(cls, job: Job) -> FileResult:
+        """The row of ``job`` before anything happened to it (FAILED until its output is written)."""
+        return cls(input_relative=str(job.relative_path), output_relative=str(job.output_relative),
+                   modality=job.modality, pattern=job.pattern, acceleration=job.acceleration)
+
     @property
     def valid(self) -> bool:
         return self.outcome in VALID_OUTCOMES
@@ -45,6 +60,14 @@ class FileResult:
     def group(self) -> tuple[str, str, str]:
         af = "?" if self.acceleration is None else str(self.acceleration)
         return self.modality, self.pattern, af
+
+
+def log_outcome(result: FileResult) -> None:
+    """One line per file on stdout: outcome, method, seconds, input and why it failed or fell back."""
+    detail = f" ({result.reason})" if result.reason else ""
+    level = logging.WARNING if result.outcome in (FAILED, BY_FALLBACK) else logging.INFO
+    log.log(level, "%-8s %-10s %7.1f s  %s%s", result.outcome, result.method or "-", result.seconds,
+            result.input_relative, detail)
 
 
 @dataclass

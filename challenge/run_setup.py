@@ -1,4 +1,4 @@
-"""Arguments and environment a run cannot start without: the device and the shard.
+"""What a run starts from: its options, the device, the shard, the output root.
 
 Each check raises RunSetupError with one line that names the value and why it is unusable (predict.py exits 2),
 before any file is touched.
@@ -6,13 +6,38 @@ before any file is touched.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
 
 import torch
+
+from challenge import memory
+from model.reconstruction import DEFAULT_BATCH_SIZE, DEFAULT_ENSEMBLE, DEFAULT_WEIGHTS
 
 
 class RunSetupError(Exception):
     """The run cannot start (roots unusable, device unknown or absent, malformed shard environment)."""
+
+
+@dataclass
+class RunOptions:
+    input_root: Path
+    output_root: Path
+    method: str = "genre"                       # genre | cgsense | zerofilled
+    weights: Path = DEFAULT_WEIGHTS
+    device: str = "auto"
+    batch_size: int = DEFAULT_BATCH_SIZE        # frames per forward pass; halved on CUDA out-of-memory
+    amp: bool = False
+    ensemble: int = DEFAULT_ENSEMBLE            # GENRE reflections averaged per window (model.reflection)
+    adapt_steps: int = 0                        # GENRE test-time adaptation steps per volume (0: off)
+    adapt_seconds: float = 120.0                # and its wall-time budget per volume
+    shard: tuple[int, int] | None = None        # (K, N): jobs i with i % N == K; None: RANK/WORLD_SIZE under torchrun, else (0, 1)
+    resume: bool = False
+    crop: bool = False                          # validation-phase run4Ranking crop
+    max_memory_bytes: int = memory.DEFAULT_MAX_MEMORY_BYTES  # the process's peak host memory (challenge.memory)
+    max_slab_bytes: int | None = None           # also cap each slab's k-space at this (tests; None: no cap)
 
 
 # torchrun (torch.distributed.run) sets these beside RANK/WORLD_SIZE; a bare RANK/WORLD_SIZE left in an
@@ -76,3 +101,26 @@ def shard_from_environment(env: Mapping[str, str] | None = None) -> tuple[tuple[
         raise RunSetupError(f"under torchrun both RANK and WORLD_SIZE are needed (RANK={env.get('RANK')!r}, "
                             f"WORLD_SIZE={env.get('WORLD_SIZE')!r})")
     return ((rank, world_size) if world_size > 1 else (0, 1)), None
+
+
+def check_shard(shard: tuple[int, int]) -> None:
+    """(K, N) with 0 <= K < N, else RunSetupError."""
+    index, count = shard
+    if count < 1 or not 0 <= index < count:
+        raise RunSetupError(f"invalid shard {index}/{count}: need 0 <= K < N")
+
+
+def prepare_output_root(input_root: Path, output_root: Path) -> None:
+    """Create the output root and prove that it is writable; it must not lie inside the input root."""
+    if not input_root.is_dir():
+        raise RunSetupError(f"input root {input_root} is not a directory")
+    resolved_input, resolved_output = input_root.resolve(), output_root.resolve()
+    if resolved_output == resolved_input or resolved_input in resolved_output.parents:
+        raise RunSetupError(f"output root {output_root} lies inside the input root {input_root}; "
+                            f"nothing may be written under the input root")
+    try:
+        output_root.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=output_root, prefix=".write-test-", suffix=".tmp"):
+            pass
+    except OSError as error:
+        raise RunSetupError(f"output root {output_root} is not writable: {error}") from error

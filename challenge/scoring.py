@@ -31,6 +31,8 @@ import scipy.io
 from scipy.ndimage import uniform_filter
 
 from challenge import rules
+from model.matlab import matlab_round
+from model.provenance import json_safe
 
 SSIM_WINDOW = 7
 SSIM_K1 = 0.01
@@ -162,7 +164,7 @@ def _crop_hint(gt_shape: tuple[int, ...], recon_shape: tuple[int, ...]) -> str:
     """Why a full-size reconstruction fails against a cropped ground truth, when that is the case."""
     if len(gt_shape) < 2 or len(recon_shape) < 2:
         return ""
-    cropped = (rules.matlab_round(recon_shape[0] / 3), rules.matlab_round(recon_shape[1] / 2))
+    cropped = (matlab_round(recon_shape[0] / 3), matlab_round(recon_shape[1] / 2))
     if tuple(gt_shape[:2]) != cropped:
         return ""
     return (" (the ground truth is the run4Ranking crop of a full-size reconstruction: predict with --crop, "
@@ -220,7 +222,8 @@ def _load_hdf5(path: Path, transpose: bool) -> np.ndarray:
 # Groups and trees.
 
 @dataclass(frozen=True)
-class FileResult:
+class GroupedFileScore:
+    """One file of a scored tree: its path (relative to the tree), the groups it counts in, its score."""
     relative_path: str
     groups: tuple[str, ...]
     score: FileScore
@@ -279,7 +282,7 @@ class ScoreReport:
     year: int
     gt_root: str
     recon_root: str
-    files: list[FileResult]
+    files: list[GroupedFileScore]
     groups: list[GroupSummary]
     overall: GroupSummary                           # all files pooled
     mean_over_groups: dict[str, float]              # the organisers' headline: nanmean of the group values
@@ -362,7 +365,7 @@ def score_trees(gt_root: Path, recon_root: Path, year: int,
             raise GroundTruthError(f"{gt_root / relative}: {error}") from error
         groups = tuple(labels.get(patient_key(scored), [])) if labels else ()
         groups = groups or (scoring.group_of(scored),)
-        results.append(FileResult(str(relative), groups, _score_pair(gt_root, recon_root, relative, year)))
+        results.append(GroupedFileScore(str(relative), groups, _score_pair(gt_root, recon_root, relative, year)))
 
     gt_set = set(gt_files)
     extra = [str(p) for p in _mat_files(recon_root) if p not in gt_set] if recon_root.is_dir() else []
@@ -443,20 +446,9 @@ def format_markdown(report: ScoreReport) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _json_safe(value):
-    """Strict JSON: non-finite floats (e.g. PSNR of identical images) become null, like the organisers' output."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_safe(v) for v in value]
-    return value
-
-
 def write_json(report: ScoreReport, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_json_safe(report.to_dict()), indent=2, allow_nan=False) + "\n")
+    path.write_text(json.dumps(json_safe(report.to_dict()), indent=2, allow_nan=False) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,7 +1,8 @@
 """`make smoke`'s verdict: every sample tree fully reconstructed (w = 1) and better than zero-filling by a floor.
 
 Scores each year's predict.py output and the zero-filled output of the same input tree against the tree's
-full-size ground truth (challenge.scoring, the year's own rules) and ends with one PASS/FAIL line.
+full-size ground truth (challenge.scoring, the year's own rules), prints each year's score table, writes it as
+OUT/score_YEAR.json (challenge.scoring's JSON) and ends with one PASS/FAIL line.
 
     python -m challenge.smoke_gate --sample data/sample --out build/smoke --years 2023 2024 2025 [--floor-db 2]
 
@@ -45,9 +46,13 @@ class YearVerdict:
 
 
 def judge_year(gt_root: Path, recon_root: Path, zerofilled_root: Path, year: int,
-               floor_db: float = FLOOR_DB) -> YearVerdict:
-    """Score one year's outputs and its zero-filled baseline; `problems` is empty when the year passes."""
+               floor_db: float = FLOOR_DB, json_path: Path | None = None) -> YearVerdict:
+    """Score one year's outputs and its zero-filled baseline; `problems` is empty when the year passes.
+    The outputs' score table is printed and, given ``json_path``, written there."""
     report = scoring.score_trees(gt_root, recon_root, year)
+    print(scoring.format_table(report))
+    if json_path is not None:
+        scoring.write_json(report, json_path)
     baseline = scoring.score_trees(gt_root, zerofilled_root, year)
     overall, base = report.overall, baseline.overall
     problems = []
@@ -90,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     for year in args.years:
         try:
             verdict = judge_year(args.sample / str(year) / "gt_full", args.out / str(year),
-                                 args.out / "zerofilled" / str(year), year, args.floor_db)
+                                 args.out / "zerofilled" / str(year), year, args.floor_db,
+                                 args.out / f"score_{year}.json")
         except (scoring.GroundTruthError, ValueError) as error:
             verdict = YearVerdict(year, 0, 0, math.nan, math.nan, math.nan, math.nan, (str(error),))
         verdicts.append(verdict)

@@ -1,18 +1,20 @@
 """The auto-calibration (ACS) region: the fully sampled centre of k-space that calibrates coil maps.
 
-Centring follows MATLAB ``zpad`` (used by the organisers' mask generators): the first of ``num_acs`` central
-lines of an axis of length ``n`` is ``floor(n/2) + ceil(-num_acs/2)`` (0-based), for odd and even ``n``.
+Centring follows MATLAB ``zpad`` (used by the organisers' mask generators; model.matlab.centred_start): the first
+of ``num_acs`` central lines of an axis of length ``n`` is ``floor(n/2) + ceil(-num_acs/2)`` (0-based).
 Cartesian masks: ``num_acs`` central rows of ny, every nx column. ktRadial masks: a ``num_acs x num_acs``
 central square, the same rule on both axes.
 """
 import torch
+
+from model.matlab import centred_start
 
 DEFAULT_NUM_ACS = 16  # 2024; 2023 uses 24, 2025 uses 20 (challenge.rules knows which)
 
 
 def central_range(length: int, num_acs: int) -> range:
     """0-based indices of the ``num_acs`` central lines of an axis of ``length`` (clipped to the axis)."""
-    start = length // 2 - num_acs // 2  # == floor(length/2) + ceil(-num_acs/2)
+    start = centred_start(length, num_acs)
     return range(max(start, 0), min(start + num_acs, length))
 
 

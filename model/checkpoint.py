@@ -13,7 +13,7 @@ import torch
 
 from model.config import ConfigError, GeneratorConfig, config_asdict, config_from_dict
 from model.generator import GenreGenerator
-from model.reconstruction import WeightsUnavailable
+from model.interface import WeightsUnavailable
 
 
 class WeightsError(WeightsUnavailable):

@@ -13,7 +13,7 @@ import torch
 from model.acs import acs_region, central_range, extract_acs
 from model.coils import normalise_to_unit_rss, rss
 from model.fftc import ifft2c
-from model.reconstruction import DEFAULT_BATCH_SIZE, VolumeMeta, check_inputs, resolve_device
+from model.interface import DEFAULT_BATCH_SIZE, VolumeMeta, check_inputs, resolve_device
 from model.sense import SenseOperator
 
 SliceMethod = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]

@@ -1,4 +1,5 @@
-"""The GENRE-CMR generator: sensitivity net + unrolled cascades with gradient-descent data consistency.
+"""The GENRE-CMR generator: sensitivity net + unrolled cascades with gradient-descent data consistency
+(model.data_consistency, on model.sense's operator).
 
 Shapes: B batch, F adjacent frames (target in the centre), C coils, H = ny, W = nx. Physics (FFTs, coil
 expand/reduce, data consistency) runs in fp32 even under autocast; only the UNets follow the caller's autocast.
@@ -10,10 +11,12 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 from torch.utils.flop_counter import FlopCounterMode
 
-from model.coils import rss, sens_expand, sens_reduce
+from model.coils import rss, sens_reduce
 from model.config import GeneratorConfig, UnetConfig
+from model.data_consistency import data_gradient, gradient_step, measured_image
 from model.normalisation import fp32_region
 from model.prompt_unet import NormPromptUnet, level_channels
+from model.sense import SenseOperator
 from model.sensitivity import SensitivityNet
 
 
@@ -51,8 +54,9 @@ def replace_columns(full: torch.Tensor, columns: slice, block: torch.Tensor) -> 
 class Cascade(nn.Module):
     """One reconstructor module (method.md §5A): x_next = x - eta (ffx - x0) - D(x, [ffx, latent, x0, ffx - x0]).
 
-    ffx = A^H M A x. The denoiser maps (1 + n_buffer) F complex channels to as many; group 0 (F channels) is
-    the update and, with the buffer, group 2 the next latent. With ``residual`` the cascade owns zero-initialised
+    ffx = A^H A x with A = M F S (model.sense.SenseOperator, stepped by model.data_consistency). The denoiser
+    maps (1 + n_buffer) F complex channels to as many; group 0 (F channels) is the update and, with the buffer,
+    group 2 the next latent. With ``residual`` the cascade owns zero-initialised
     1x1 convs that add the previous cascade's bottleneck, dec3 and dec2 features to its own (method.md §4).
     With readout_fraction < 1 the denoiser sees the central readout columns only; the other columns take the
     data-consistency step alone and keep their latent.
@@ -72,12 +76,12 @@ class Cascade(nn.Module):
                 nn.init.zeros_(conv.weight)
                 self.residual.append(conv)
 
-    def forward(self, x: torch.Tensor, x0: torch.Tensor, latent: torch.Tensor, mask: torch.Tensor,
-                sens: torch.Tensor, previous: list[torch.Tensor] | None
-                ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+    def forward(self, x: torch.Tensor, x0: torch.Tensor, latent: torch.Tensor, operator: SenseOperator,
+                previous: list[torch.Tensor] | None) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """x, x0 = A^H y, latent (B, F, H, W) complex; ``operator`` A of the window; ``previous`` the previous
+        cascade's features (None for the first) -> (x_next, latent_next, this cascade's features)."""
         with fp32_region(x.device):
-            ffx = sens_reduce(mask * sens_expand(x, sens), sens)
-            gradient = ffx - x0
+            ffx, gradient = data_gradient(operator, x, x0)
         inputs = [x, ffx, latent, x0, gradient] if self.n_buffer else [x]
         injections = None
         if previous is not None and len(self.residual):
@@ -88,7 +92,7 @@ class Cascade(nn.Module):
         if self.n_buffer:
             latent = replace_columns(latent, columns, out[:, 2 * self.frames:3 * self.frames])
         with fp32_region(x.device):
-            x_next = x - self.eta * gradient
+            x_next = gradient_step(x, gradient, self.eta)
             x_next = replace_columns(x_next, columns, x_next[..., columns] - update)
         return x_next, latent, features
 
@@ -120,7 +124,8 @@ class GenreGenerator(nn.Module):
             mask = mask.float()
         sens = self.sens_net(masked_kspace, mask, num_acs, radial)
         with fp32_region(masked_kspace.device):
-            x0 = sens_reduce(masked_kspace, sens)           # A^H y: the data-consistency term keeps this
+            operator = SenseOperator(sens=sens, mask=mask)
+            x0 = measured_image(operator, masked_kspace)    # A^H y: the data-consistency term keeps this
             x = x0
             if self.config.view_sharing:
                 if shared_kspace is None:
@@ -130,9 +135,9 @@ class GenreGenerator(nn.Module):
         features, cascade_images = [], []
         for cascade in self.cascades:
             if self.gradient_checkpointing and torch.is_grad_enabled():
-                x, latent, previous = checkpoint(cascade, x, x0, latent, mask, sens, previous, use_reentrant=False)
+                x, latent, previous = checkpoint(cascade, x, x0, latent, operator, previous, use_reentrant=False)
             else:
-                x, latent, previous = cascade(x, x0, latent, mask, sens, previous)
+                x, latent, previous = cascade(x, x0, latent, operator, previous)
             features.append(previous[0])
             cascade_images.append(centre_magnitude(x, sens))
         return GeneratorOutput(image=cascade_images[-1], complex_image=x, sens=sens, features=features,

@@ -14,8 +14,8 @@ import torch
 
 from model.adaptation import AdaptConfig, AdaptResult, adapt_generator
 from model.checkpoint import load_generator
+from model.interface import VolumeMeta, check_inputs
 from model.normalisation import kspace_scale
-from model.reconstruction import VolumeMeta, check_inputs
 from model.reflection import ENSEMBLES, reflect
 from model.view_sharing import shared_kspace
 from model.window import adjacent_frames
@@ -68,7 +68,12 @@ class GenreReconstructor:
         mask = check_inputs(kspace[:, None], mask, meta)
         kspace_t = torch.from_numpy(np.ascontiguousarray(kspace, dtype=np.complex64)).to(self.device)
         mask_t = torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32)).to(self.device)
-        return self._reconstruct_slice(kspace_t, mask_t, meta, frames)
+        generator = self.generator
+        if self.adapt is not None:
+            generator, self.last_adaptation = adapt_generator(
+                self.generator, self._window_source(kspace[:, None], mask_t, meta), 1, kspace.shape[0],
+                meta.num_acs, meta.radial, self.adapt)
+        return self._reconstruct_slice(kspace_t, mask_t, meta, frames, generator=generator)
 
     def _window_source(self, kspace: np.ndarray, mask: torch.Tensor, meta: VolumeMeta):
         """model.adaptation.WindowSource over a volume (nt, nz, nc, ny, nx): windows built as _run_frames builds
@@ -86,16 +91,10 @@ class GenreReconstructor:
 
     def _reconstruct_slice(self, kspace: torch.Tensor, mask: torch.Tensor, meta: VolumeMeta,
                            frames: list[int] | None = None, generator=None) -> np.ndarray:
-        """kspace (nt, nc, ny, nx), mask (nt, ny, nx) -> (nt or len(frames), ny, nx); halves the batch on cuda OOM."""
-        batch_size = self.batch_size
-        while True:
-            try:
-                return self._run_frames(kspace, mask, meta, batch_size, frames, generator or self.generator)
-            except torch.cuda.OutOfMemoryError:
-                if batch_size == 1:
-                    raise
-                batch_size //= 2
-                torch.cuda.empty_cache()
+        """kspace (nt, nc, ny, nx), mask (nt, ny, nx) -> (nt or len(frames), ny, nx), ``self.batch_size`` windows
+        per forward pass. Running out of memory is the caller's to handle: a run halves ``batch_size`` and
+        retries (challenge.fallback's out-of-memory policy)."""
+        return self._run_frames(kspace, mask, meta, self.batch_size, frames, generator or self.generator)
 
     @torch.inference_mode()
     def _run_frames(self, kspace: torch.Tensor, mask: torch.Tensor, meta: VolumeMeta, batch_size: int,

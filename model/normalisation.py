@@ -6,9 +6,6 @@ consistency run in fp32 inside ``fp32_region`` (cuFFT in half precision takes on
 """
 import torch
 
-from model.coils import rss
-from model.fftc import ifft2c
-
 
 def fp32_region(device: torch.device):
     """Context that switches autocast off for ``device`` (meta and other devices use the cpu autocast)."""
@@ -21,6 +18,11 @@ def kspace_scale(masked_kspace: torch.Tensor) -> torch.Tensor:
     1 where that maximum is 0 or not finite, so that dividing by it is always safe.
     """
     with fp32_region(masked_kspace.device):
-        image = rss(ifft2c(masked_kspace.to(torch.complex64)), dim=2)
-        peak = image.flatten(start_dim=1).amax(dim=1)
+        # the centring shifts of ifft2c are left out: a circular shift of the k-space is a unit-modulus phase on
+        # the image and the image shift a permutation, so the maximum is the same (for odd sizes too); and the
+        # square root is taken of the maximum power only. A training sample's window is 50 MB: this was a third
+        # of its preparation time.
+        image = torch.fft.ifft2(masked_kspace.to(torch.complex64), dim=(-2, -1), norm="ortho")
+        power = (image.real.square() + image.imag.square()).sum(dim=2)                # (B, F, H, W)
+        peak = power.flatten(start_dim=1).amax(dim=1).sqrt()
     return torch.where(torch.isfinite(peak) & (peak > 0), peak, torch.ones_like(peak))

@@ -2,11 +2,15 @@
 import torch
 
 
-def shared_kspace(masked_kspace: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """masked_kspace (T, C, H, W) complex, mask (T, H, W) {0, 1} -> (C, H, W): at each location the mean of the
-    frames that measured it, zero where none did. The k-space must already be zero where its mask is."""
-    if masked_kspace.dim() != 4 or mask.shape != (masked_kspace.shape[0], *masked_kspace.shape[-2:]):
+def shared_kspace(kspace: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """kspace (T, C, H, W) complex, masked or not, mask (T, H, W) {0, 1} -> (C, H, W): at each location the mean
+    of the frames that measured it, zero where none did. Accumulated a frame at a time: no (T, C, H, W)
+    temporary (a training sample passes a whole release slice, 121 MB, unmasked)."""
+    if kspace.dim() != 4 or mask.shape != (kspace.shape[0], *kspace.shape[-2:]):
         raise ValueError(f"shared_kspace: k-space (T, C, H, W) and mask (T, H, W), got "
-                         f"{tuple(masked_kspace.shape)} and {tuple(mask.shape)}")
-    count = mask.to(masked_kspace.real.dtype).sum(0)
-    return masked_kspace.sum(0) / count.clamp_min(1)
+                         f"{tuple(kspace.shape)} and {tuple(mask.shape)}")
+    weights = mask.to(kspace.real.dtype)
+    total = kspace[0] * weights[0]
+    for frame, weight in zip(kspace[1:], weights[1:]):
+        total += frame * weight
+    return total / weights.sum(0).clamp_min(1)

@@ -28,13 +28,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from model.metrics import psnr
 from peers import PEERS, RUNS
 from peers.checkpoint import save_peer
 from training.config import PRESETS, TrainConfig
 from training.dataset import fixed_validation_samples
 from training.loader import epoch_loader
 from training.losses import ssim_loss
-from training.trainer import hardware_description, psnr, window_samplers
+from training.trainer import hardware_description, window_samplers
 
 log = logging.getLogger("peers.train")
 

@@ -41,7 +41,7 @@ $BUILDAH bud --isolation chroot --build-arg BASE_IMAGE="$STANDIN" --build-arg PI
 grep -q "^check_torch: torch .*, CUDA .*: has sm_70" build/docker-smoke/build.log \
   || { echo "docker-smoke: the build's sm_70 check did not run on a CUDA build of torch"; exit 1; }
 
-[ -d "$SAMPLE/input" ] || python3 -m challenge.sample_data data/sample --years 2024
+[ -d "$SAMPLE/input" ] || python3 -m tools.sample_data data/sample --years 2024
 rm -rf "$OUT" && mkdir -p "$OUT"
 
 # buildah run does not apply ENTRYPOINT/CMD: run exactly what `docker run IMAGE` would.

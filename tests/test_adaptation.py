@@ -63,6 +63,18 @@ def test_zero_learning_rate_keeps_the_shipped_generator_and_its_output(weights):
     assert result.steps == 2 and not result.used and result.loss_after == pytest.approx(result.loss_before)
 
 
+def test_reconstruct_frames_adapts_as_reconstruct_does(weights):
+    kspace, mask = volume(nz=1)
+    config = AdaptConfig(steps=2, lr=1e-2, seed=3)
+    whole = GenreReconstructor(weights, adapt=config)
+    expected = whole.reconstruct(kspace, mask, META)[[1, 4], 0]
+    chosen = GenreReconstructor(weights, adapt=config)
+    np.testing.assert_allclose(chosen.reconstruct_frames(kspace[:, 0], mask, META, [1, 4]), expected,
+                               rtol=1e-5, atol=1e-6)
+    assert chosen.last_adaptation.steps == 2
+    assert chosen.last_adaptation.loss_before == pytest.approx(whole.last_adaptation.loss_before)
+
+
 def test_adaptation_steps_change_the_copy_only_and_respect_the_budget(weights):
     kspace, mask = volume(seed=3)
     reconstructor = GenreReconstructor(weights, adapt=AdaptConfig(steps=3, lr=1e-2))

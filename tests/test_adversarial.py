@@ -4,7 +4,7 @@ import torch
 
 from model.discriminator import DiscriminatorConfig, PatchDiscriminator
 from training.adversarial import (discriminator_input, discriminator_loss, discriminator_step,
-                                  generator_adv_loss, stepwise_generator_adv_loss, unrolled_discriminator)
+                                  generator_adv_loss, unrolled_discriminator)
 
 torch.set_num_threads(1)
 
@@ -90,12 +90,3 @@ def test_unrolled_rejects_foreign_optimizer():
     real, fake = _toy_pair()
     with pytest.raises(ValueError, match="adversarial.py"):
         unrolled_discriminator(d, other, real, fake, steps=1)
-
-
-def test_stepwise_loss_averages_over_cascades():
-    d = _small_discriminator()
-    g = torch.Generator().manual_seed(3)
-    images = [torch.rand(1, 32, 32, generator=g) for _ in range(3)]
-    L = torch.tensor([2.0])
-    expected = torch.stack([generator_adv_loss(d(discriminator_input(im, L))) for im in images]).mean()
-    assert stepwise_generator_adv_loss(d, images, L).item() == pytest.approx(expected.item())

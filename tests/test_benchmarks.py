@@ -13,7 +13,7 @@ from benchmarks.evaluate import (FAIL, NOT_MEASURED, PASS, TARGET_FACTORS, TARGE
 from benchmarks.validation_by_domain import main as validation_by_domain
 from benchmarks.validation_windows import seen_in_training_note
 from challenge import rules
-from challenge.scoring import FileResult, FileScore, ScoreReport, summarise_group
+from challenge.scoring import GroupedFileScore, FileScore, ScoreReport, summarise_group
 from model.checkpoint import save_generator
 from model.config import preset
 from model.generator import GenreGenerator
@@ -63,9 +63,9 @@ def test_aggregate_cells_penalises_invalid_files_like_the_2024_scorer():
 
 
 def test_method_scores_reads_cells_from_output_paths():
-    results = [FileResult(_output_path("ktUniform", 8, 1), ("Cine/ktUniform",), _score(31.0)),
-               FileResult(_output_path("ktUniform", 8, 2), ("Cine/ktUniform",), _score(33.0)),
-               FileResult(_output_path("ktUniform", 24, 1), ("Cine/ktUniform",), _score(21.0))]
+    results = [GroupedFileScore(_output_path("ktUniform", 8, 1), ("Cine/ktUniform",), _score(31.0)),
+               GroupedFileScore(_output_path("ktUniform", 8, 2), ("Cine/ktUniform",), _score(33.0)),
+               GroupedFileScore(_output_path("ktUniform", 24, 1), ("Cine/ktUniform",), _score(21.0))]
     overall = summarise_group("all", [r.score for r in results], SCORING)
     report = ScoreReport(2024, "gt", "recon", results, [overall], overall, {})
     scores = method_scores(report)

@@ -6,7 +6,7 @@ import pytest
 from challenge.discovery import discover
 from simulation.anatomy import list_cine_series, real_data_root
 from training import build_data
-from training.dataset import find_training_files
+from training.layouts import find_training_files
 
 
 def test_split_keeps_heldout_subjects_and_the_unseen_centre_out_of_training():

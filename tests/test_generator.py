@@ -128,6 +128,7 @@ def test_cropped_readout_and_downsampled_maps_on_awkward_sizes(height, width):
 def test_columns_outside_the_crop_take_the_data_consistency_step_only():
     from model.coils import sens_expand, sens_reduce
     from model.generator import central_columns
+    from model.sense import SenseOperator
     generator = build(CROPPED)
     kspace, mask = random_input(1, 4, 24, 40)
     cascade = generator.cascades[0]
@@ -137,7 +138,7 @@ def test_columns_outside_the_crop_take_the_data_consistency_step_only():
         x0 = sens_reduce(kspace, sens)
         x = x0 * 1.3
         latent = x0 * 0.5
-        x_next, latent_next, _ = cascade(x, x0, latent, mask, sens, None)
+        x_next, latent_next, _ = cascade(x, x0, latent, SenseOperator(sens=sens, mask=mask), None)
         gradient = sens_reduce(mask * sens_expand(x, sens), sens) - x0
     columns = central_columns(40, 0.5)
     assert columns == slice(10, 30)

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import torch
 
+from challenge.fallback import MethodChain
 from model.checkpoint import save_generator
 from model.coils import rss
 from model.config import PRESETS
@@ -89,7 +90,16 @@ def test_progress_called_once_per_slice(reconstructor):
     assert calls == [1, 1, 1]
 
 
-def test_out_of_memory_retries_with_half_the_batch(weights, monkeypatch):
+class _Slices:
+    """A stand-in for the run's slices bar (challenge.fallback.AttemptProgress)."""
+    def begin_attempt(self): pass
+    def abort_attempt(self): pass
+    def update(self, slices): pass
+
+
+def test_out_of_memory_is_left_to_the_run_policy(weights, monkeypatch):
+    """GenreReconstructor does not retry by itself; the run's one policy (challenge.fallback) halves its batch
+    size, which it uses from then on, until the windows fit."""
     recon = GenreReconstructor(weights, device="cpu", batch_size=8)
     tried = []
     original = GenreReconstructor._run_frames
@@ -102,13 +112,15 @@ def test_out_of_memory_retries_with_half_the_batch(weights, monkeypatch):
 
     monkeypatch.setattr(GenreReconstructor, "_run_frames", fail_above_two)
     kspace, mask = volume(3, 1, 4, 16, 16)
-    assert recon.reconstruct(kspace, mask, CINE).shape == (3, 1, 16, 16)
-    assert tried == [8, 4, 2]
-
-    monkeypatch.setattr(GenreReconstructor, "_run_frames",
-                        lambda *args: (_ for _ in ()).throw(torch.cuda.OutOfMemoryError("always")))
     with pytest.raises(torch.cuda.OutOfMemoryError):
         recon.reconstruct(kspace, mask, CINE)
+    assert tried == [8]
+    notes = []
+    chain = MethodChain("genre", lambda method: recon, notes)
+    image, method, why = chain.reconstruct(kspace, mask, CINE, _Slices(), notes)
+    assert method == "genre" and why is None and image.shape == (3, 1, 16, 16)
+    assert tried == [8, 8, 4, 2] and recon.batch_size == 2
+    assert [note.rsplit(" ", 1)[-1] for note in notes] == ["4", "2"]
 
 
 @pytest.mark.parametrize("t,nt,cyclic,expected", [
@@ -145,6 +157,8 @@ def test_kspace_scale_is_the_zero_filled_maximum():
     assert scale.shape == (3,) and scale.dtype == torch.float32
     torch.testing.assert_close(scale[0], rss(ifft2c(kspace[0]), dim=1).max())
     assert scale[1] == 1 and scale[2] == 1
+    odd = torch.randn(1, 2, 3, 11, 13, dtype=torch.complex64, generator=generator)   # the centring shifts left out
+    torch.testing.assert_close(kspace_scale(odd)[0], rss(ifft2c(odd[0]), dim=1).max())
 
 
 def test_reconstruct_frames_equals_the_same_frames_of_a_whole_reconstruction(reconstructor):

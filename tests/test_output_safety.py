@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import scipy.io
 
-from challenge import matio, memory, output_safety, runner
+from challenge import matio, memory, output_safety, pipeline, runner
 from challenge.report import BY_MODEL, FAILED, RunReport
 from challenge.runner import RunOptions, run
 from challenge.safe_io import SafeStream
@@ -204,7 +204,7 @@ def test_allocation_failure_fails_its_file_only(tmp_path, monkeypatch):
         if tuple(np.atleast_1d(shape)) == (3, 3, 32, 40):
             raise MemoryError("Unable to allocate 366. GiB (injected)")
         return real_zeros(shape, *args, **kwargs)
-    monkeypatch.setattr(runner.np, "zeros", zeros)
+    monkeypatch.setattr(pipeline.np, "zeros", zeros)
     report = run(options(root, tmp_path / "out"), factory_of())
     assert rows(report)["P001"].outcome == FAILED and "MemoryError" in rows(report)["P001"].reason
     assert rows(report)["P002"].outcome == BY_MODEL and report.exit_code == 1

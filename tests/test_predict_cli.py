@@ -91,7 +91,7 @@ def test_options_are_parsed():
 
 @pytest.fixture(scope="module")
 def sample_trees(tmp_path_factory):
-    from challenge.sample_data import build_sample_trees
+    from tools.sample_data import build_sample_trees
 
     root = tmp_path_factory.mktemp("samples")
     build_sample_trees(root, years=(2023, 2024, 2025), seed=0)

@@ -240,7 +240,7 @@ def test_native_eval_scores_every_method_on_every_case_and_writes_its_section(tm
     weights = tmp_path / "tiny.pt"
     save_generator(weights, config, GenreGenerator(config).state_dict(), {})
     rng = np.random.default_rng(0)
-    cine = phantom_pool(1, rng)[0].images[:, :40, :96]
+    cine = phantom_pool(1, rng)[0].images[:, 100:140, 168:264]     # a crop through the body
     cases = native_eval.simulated_cases([("held-out cine", "phantom", cine)])
     assert {(c.kind, c.pattern, c.acceleration) for c in cases} == {c[:3] for c in native_eval.SIM_CASES}
     static = next(c for c in cases if c.kind == "static")
@@ -249,15 +249,20 @@ def test_native_eval_scores_every_method_on_every_case_and_writes_its_section(tm
               {("kt", "ktRadial", 8), ("static", "Uniform", 8), ("mapping", "ktGaussian", 8)}]
     keep = {0: {}}
     rows = native_eval.evaluate(subset, {"GENRE tiny": GenreReconstructor(weights)}, keep)
-    assert len(rows) == 3 * len(subset) and all(np.isfinite([r.psnr, r.ssim]).all() for r in rows)
+    assert len(rows) == 4 * len(subset) and all(np.isfinite([r.psnr, r.ssim]).all() for r in rows)
     assert set(keep[0]) == {"reference", "zero-filled", "CG-SENSE", "GENRE tiny"}
+    # the noise-free truth differs from the (noisy) reference by the noise alone, and scores far above zero-filled
+    difference = np.abs(subset[0].noise_free - subset[0].reference).mean() / subset[0].reference.mean()
+    assert 0 < difference < 0.3
+    by_method = {r.method: r.psnr for r in rows if r.pattern == "ktRadial"}
+    assert by_method[native_eval.NOISE_FREE] > by_method["zero-filled"] + 3
     # a perfect reconstruction scores far above the zero-filled one with the same scorer
     reference = subset[0].reference
     assert native_eval.scored(reference, reference)[0] > native_eval.scored(reference, keep[0]["zero-filled"])[0]
     text = native_eval.format_section(rows, "cmd", {"cpu": "x", "cores": 2, "usable_cores": 2, "memory_gib": 1,
                                                     "gpu": None, "python": "3", "torch": "2"},
                                       {"GENRE tiny": "tiny.pt"}, 1, ["figures/x.png"])
-    assert text.count("| held-out cine |") == 3 and "CG-SENSE" in text and "figures/x.png" in text
+    assert text.count("| held-out cine |") == 3 and "CG-SENSE" in text and native_eval.NOISE_FREE in text and "figures/x.png" in text
     native_eval.save_figure(tmp_path / "f.png", keep[0], "title")
     assert (tmp_path / "f.png").stat().st_size > 1000
 

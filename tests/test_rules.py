@@ -1,4 +1,4 @@
-"""Year-specific path, key, shape and scoring rules (challenge/rules.py)."""
+"""Year-specific path, key, shape and scoring rules (challenge/rules/)."""
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -6,8 +6,8 @@ import pytest
 
 from challenge import rules
 from challenge.rules import (
-    CINE_LIKE, MAPPING_LIKE, SINGLE_FRAME, PathRuleError, classify, crop_indices, expected_output_shape,
-    frame_class, matlab_round, parse_job, parse_output_path, run4ranking, scoring_rules, to_output_array,
+    CINE_LIKE, MAPPING_LIKE, SINGLE_FRAME, PathRuleError, classify, expected_output_shape, frame_class, parse_job,
+    parse_output_path, run4ranking, scoring_rules, to_output_array,
 )
 
 ROOT = Path("/data/input")
@@ -172,23 +172,6 @@ def test_path_outside_root_is_an_error():
 
 
 # ------------------------------------------------------------------------------------------- rounding, crop
-
-@pytest.mark.parametrize("x, expected", [
-    (42.5, 43), (2.5, 3), (5.5, 6), (1.5, 2), (0.5, 1), (-2.5, -3), (512 / 3, 171), (85 / 3, 28), (4.4, 4),
-    (0.49999999999999994, 0), (7.0, 7),
-])
-def test_matlab_round(x, expected):
-    assert matlab_round(x) == expected
-
-
-def test_crop_indices_follow_matlab_crop_m():
-    assert crop_indices(512, 171) == (171, 342)
-    assert crop_indices(246, 123) == (62, 185)
-    assert crop_indices(85, matlab_round(85 / 2)) == (21, 64)      # ny = 85 keeps 43 rows, not 42
-    assert crop_indices(9, 9) == (0, 9) and crop_indices(8, 8) == (0, 8)
-    with pytest.raises(ValueError):
-        crop_indices(4, 5)
-
 
 def test_worked_example_2024_cine_sax_crop():
     job = job_at("Cine/ValidationSet/UnderSample_Task1/P001/cine_sax_kus_Uniform8.mat")

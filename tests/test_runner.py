@@ -1,6 +1,6 @@
 """challenge.runner and challenge.report: streaming run, fallbacks, masks, resume, shards, report, input safety.
 
-Inputs are small 2024-layout trees written with challenge.matio (plus the sample trees of challenge.sample_data
+Inputs are small 2024-layout trees written with challenge.matio (plus the sample trees of tools.sample_data
 in the slow end-to-end tests); reconstructors are the classical ones or injected fakes, so no weights are needed.
 """
 import json
@@ -14,7 +14,8 @@ import scipy.io
 
 from challenge import matio
 from challenge.report import BY_FALLBACK, BY_MODEL, FAILED, RESUMED, FileResult, RunReport
-from challenge.runner import RunOptions, RunSetupError, image_problem, run
+from challenge.fallback import image_problem
+from challenge.runner import RunOptions, RunSetupError, run
 from model.reconstruction import WeightsUnavailable
 
 SHAPE = (3, 2, 4, 32, 40)          # (nt, nz, nc, ny, nx): small, 16 ACS lines fit

@@ -7,7 +7,7 @@ import scipy.io
 from challenge.discovery import discover
 from challenge.matio import kspace_info, read_kspace, read_mask
 from challenge.rules import expected_output_shape
-from challenge.sample_data import build_sample_trees
+from tools.sample_data import build_sample_trees
 
 pytestmark = pytest.mark.slow
 

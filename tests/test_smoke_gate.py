@@ -1,6 +1,7 @@
 """challenge.smoke_gate: `make smoke` passes only with w = 1 per year and a PSNR gain over zero-filled."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +46,7 @@ def test_passes_with_every_file_and_a_gain_above_the_floor(tmp_path, capsys):
     sample, out = _sample(tmp_path, recon_noise=0.01)     # 20 dB less noise power than zero-filled
     code, last = _run(sample, out, capsys)
     assert code == 0 and last.startswith("smoke: PASS") and "2024 +" in last
+    assert json.loads((out / "score_2024.json").read_text())["overall"]["num_valid"] == len(FILES)
 
 
 def test_fails_below_the_floor(tmp_path, capsys):

@@ -17,8 +17,9 @@ from model.fftc import fft2c
 from model.reflection import reflect
 from training.__main__ import main as train_main
 from training.config import PRESETS, TrainConfig
-from training.dataset import WindowSampler, domain_probabilities, find_training_files, split_by_subject
+from training.dataset import WindowSampler, domain_probabilities, split_by_subject
 from training.growth import deepened_state
+from training.layouts import find_training_files
 from training.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[1]

@@ -261,3 +261,18 @@ def test_several_windows_per_slice_read_pay_the_read_once(releases):
     assert len({(s.acceleration, float(s.data_range)) for s in drawn[:3]}) > 1   # fresh mask, AF, frame each
     with pytest.raises(ValueError, match="windows_per_read"):
         WindowSampler(files, ["Center001:Cine"], ("ktGaussian",), 8, windows_per_read=0)
+
+
+def test_drawn_masks_are_the_official_ones_and_only_ktgaussian_uses_the_random_stream(releases):
+    files, reader = build_index(find_training_files(releases["2025"]))
+    sampler = WindowSampler(files, sorted({f.domain_name for f in files}), ("ktRadial",), 8, reader=reader)
+    for pattern in ("Uniform", "ktUniform", "ktRadial", "ktRadial"):               # the second ktRadial is kept
+        rng = np.random.default_rng(3)
+        mask = sampler.drawn_mask(pattern, 5, 20, 24, 8, rng)
+        assert mask.dtype == np.float32
+        np.testing.assert_array_equal(mask, make_mask(pattern, 5, 20, 24, 8, 8, np.random.default_rng(0)))
+        assert rng.integers(1 << 30) == np.random.default_rng(3).integers(1 << 30)  # stream untouched
+    rng = np.random.default_rng(3)
+    first, second = (sampler.drawn_mask("ktGaussian", 5, 20, 24, 8, rng) for _ in range(2))
+    np.testing.assert_array_equal(first, make_mask("ktGaussian", 5, 20, 24, 8, 8, np.random.default_rng(3)))
+    assert not np.array_equal(first, second)

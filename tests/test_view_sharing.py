@@ -25,6 +25,7 @@ def test_shared_kspace_is_the_mean_of_the_frames_that_measured_each_location():
     assert shared.shape == (2, 1, 3)
     expected = torch.tensor([(1 + 4) / 2, (1 + 2 + 4) / 3, 0], dtype=torch.complex64)
     torch.testing.assert_close(shared, expected.expand(2, 1, 3))
+    torch.testing.assert_close(shared_kspace(kspace, mask), shared)          # unmasked k-space: masked frame by frame
 
 
 def test_shared_kspace_refuses_mismatched_shapes():

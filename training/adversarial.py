@@ -4,7 +4,6 @@ GAN modes: 'vanilla' (BCE-with-logits per patch, pix2pix) and 'lsgan' (MSE to 1/
 ``(B, 1 | 2, H, W)`` built by :func:`discriminator_input`.
 """
 import copy
-from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -86,15 +85,3 @@ def unrolled_discriminator(discriminator: nn.Module, d_optimizer: torch.optim.Op
     lookahead.zero_grad(set_to_none=True)
     lookahead.requires_grad_(False)
     return lookahead
-
-
-def stepwise_generator_adv_loss(discriminator: nn.Module, cascade_images: Sequence[torch.Tensor],
-                                data_range: torch.Tensor | float, condition: torch.Tensor | None = None,
-                                mode: str = "vanilla") -> torch.Tensor:
-    """Reading 2 of method.md section 6: the generator adversarial loss averaged over every cascade's
-    centre-frame magnitude (B, H, W)."""
-    if not cascade_images:
-        raise ValueError("training/adversarial.py: stepwise_generator_adv_loss needs at least one cascade image")
-    losses = [generator_adv_loss(discriminator(discriminator_input(image, data_range, condition)), mode)
-              for image in cascade_images]
-    return torch.stack(losses).mean()

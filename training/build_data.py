@@ -21,7 +21,7 @@ import numpy as np
 
 from challenge.masks import make_mask
 from challenge.matio import write_kspace_v73
-from challenge.sample_data import Case, write_case
+from tools.sample_data import Case, write_case
 from simulation.acquisition import simulate_kspace
 from simulation.anatomy import RealDataMissing, list_cine_series, load_cine_resized
 from simulation.phantom import phantom_series

@@ -20,11 +20,12 @@ from model.normalisation import kspace_scale
 from model.reflection import reflect
 from model.view_sharing import shared_kspace
 from model.window import adjacent_frames
-from training.layouts import CYCLIC_PREFIXES, LayoutError, MaskFile, TrainingFile, find_training_files  # noqa: F401
+from training.layouts import MaskFile, TrainingFile
 from training.slice_index import SliceReader
 
 log = logging.getLogger("genre.train.data")
 MASK_SOURCES = ("drawn", "release", "both")    # masks drawn on the fly, the release's own, or either at random
+FIXED_MASKS_KEPT = 64      # deterministic masks kept per process (bool; 1.5 MB for a 12 x 246 x 512 cine slice)
 
 
 @dataclass
@@ -113,6 +114,7 @@ class WindowSampler:
         self.masks = masks
         self.reader = reader or SliceReader()
         self._slice_peaks: dict[tuple[Path, int], float] = {}   # one float per slice drawn, never k-space
+        self._fixed_masks: dict[tuple, np.ndarray] = {}         # bool (nt, ny, nx) of the deterministic patterns
         # windows_per_read > 1: the last slice read serves that many windows (frame, mask, AF drawn anew each),
         # so the read and the slice's peak are paid once for them; one slice is held per process
         self.windows_per_read = windows_per_read
@@ -194,7 +196,7 @@ class WindowSampler:
         frames = adjacent_frames(t, nt, self.window, cyclic=file.cyclic)
         num_acs = self.num_acs
         if release is None:
-            masks = make_mask(pattern, nt, ny, nx, factor, self.num_acs, rng).astype(np.float32)
+            masks = self.drawn_mask(pattern, nt, ny, nx, factor, rng)
         else:
             masks = self.release_mask_array(release, nt, ny, nx)
             pattern, factor, num_acs = release.pattern, release.factor, release.num_acs
@@ -203,12 +205,14 @@ class WindowSampler:
         if self.reflect_augment:
             # reflecting k-space reflects the anatomy (model.reflection); the mask is drawn as usual
             all_frames = reflect(all_frames, tuple(d for d, f in zip((-2, -1), rng.random(2) < 0.5) if f))
-        all_masked = all_frames * all_masks[:, None]
-        masked = all_masked[frames][None]                                                 # (1, F, C, ny, nx)
+        # only the window's frames are masked and copied; the slice's other frames are read once, by the sum
+        # of the view-shared k-space (a release slice is 121 MB, a window 50 MB)
+        window = all_frames[frames]                                                       # (F, C, ny, nx)
         mask_t = all_masks[frames][:, None]                                               # (F, 1, ny, nx)
+        masked = (window * mask_t)[None]                                                  # (1, F, C, ny, nx)
         scale = kspace_scale(masked).reshape(-1)[0]
-        shared = shared_kspace(all_masked, all_masks)[None] / scale
-        full_centre = all_frames[frames[len(frames) // 2]][None] / scale
+        shared = shared_kspace(all_frames, all_masks)[None] / scale
+        full_centre = window[len(frames) // 2][None] / scale
         target = rss(ifft2c(full_centre))
         volume_max = torch.tensor(self.slice_peak(file, kspace, z)) / scale
         return Sample(masked_kspace=masked / scale, mask=mask_t[None], full_kspace=full_centre,
@@ -216,6 +220,20 @@ class WindowSampler:
                       target=target.float(), data_range=volume_max.reshape(1).float(),
                       domain=self.domains.index(file.domain_name), radial=pattern == "ktRadial",
                       pattern=pattern, acceleration=factor, num_acs=num_acs)
+
+    def drawn_mask(self, pattern: str, nt: int, ny: int, nx: int, factor: int, rng: np.random.Generator
+                   ) -> np.ndarray:
+        """An official mask as (nt, ny, nx) float32. Every pattern but ktGaussian is a function of its arguments
+        (challenge.masks), so those are kept per process (a ktRadial mask of a release slice takes about as long
+        to draw as the rest of the sample); ktGaussian draws from ``rng`` each time."""
+        if pattern == "ktGaussian":
+            return make_mask(pattern, nt, ny, nx, factor, self.num_acs, rng).astype(np.float32)
+        key = (pattern, nt, ny, nx, factor)
+        if key not in self._fixed_masks:
+            if len(self._fixed_masks) >= FIXED_MASKS_KEPT:
+                self._fixed_masks.pop(next(iter(self._fixed_masks)))
+            self._fixed_masks[key] = make_mask(pattern, nt, ny, nx, factor, self.num_acs, rng)
+        return self._fixed_masks[key].astype(np.float32)
 
     def slice_peak(self, file: TrainingFile, kspace: np.ndarray, z: int) -> float:
         """Max of the fully sampled RSS over all frames of slice z (the SSIM range), computed once per slice;
@@ -226,8 +244,8 @@ class WindowSampler:
         if key not in self._slice_peaks:
             peak = 0.0
             for frame in torch.from_numpy(kspace):          # one frame at a time: (C, ny, nx), bounded memory
-                image = torch.view_as_real(torch.fft.ifft2(frame, norm="ortho"))
-                peak = max(peak, float(image.square().sum(dim=(-1, 0)).amax()))
+                image = torch.fft.ifft2(frame, norm="ortho")
+                peak = max(peak, float((image.real.square() + image.imag.square()).sum(dim=0).amax()))
             self._slice_peaks[key] = peak ** 0.5
         return self._slice_peaks[key]
 

@@ -16,10 +16,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-CYCLIC_PREFIXES = ("cine", "aorta", "tagging")
+from challenge.rules import ACS_LINES, is_cyclic_base
+
 EXPECTED = ("FullSample/P###/<file>.mat (2023, 2024) or FullSample/<Center>/<Vendor>/P###/<file>.mat (2025), "
             "under MultiCoil/<Modality>/TrainingSet/")
-RELEASE_ACS = {"2023": 24, "2024": 16, "2025": 20}
 _MASK_NAME = re.compile(r"^(?P<base>.+)_mask_(?P<pattern>Uniform|ktUniform|ktGaussian|ktRadial)(?P<factor>\d+)\.mat$")
 _ACC_FOLDER = re.compile(r"^AccFactor(?P<factor>\d+)$")
 
@@ -58,7 +58,7 @@ class TrainingFile:
 
     @property
     def cyclic(self) -> bool:
-        return self.base.startswith(CYCLIC_PREFIXES)
+        return is_cyclic_base(self.base)
 
 
 def flat_year(root: Path) -> str:
@@ -82,10 +82,10 @@ def release_masks(training_set: Path, year: str, relative: tuple[str, ...], base
             match = _ACC_FOLDER.match(folder.name)
             path = folder.joinpath(*relative, f"{base}_mask.mat")
             if match and path.is_file():
-                found.append(MaskFile(path, "Uniform", int(match["factor"]), RELEASE_ACS["2023"]))
+                found.append(MaskFile(path, "Uniform", int(match["factor"]), ACS_LINES[2023]))
         return tuple(found)
     folders = ("Mask_TaskAll",) if year == "2025" else ("Mask_Task1", "Mask_Task2")
-    acs = RELEASE_ACS.get(year, RELEASE_ACS["2024"])
+    acs = ACS_LINES[2025] if year == "2025" else ACS_LINES[2024]     # "2023-2024" trees: the 2024 masks
     for name in folders:
         for path in sorted(training_set.joinpath(name, *relative).glob(f"{base}_mask_*.mat")):
             match = _MASK_NAME.match(path.name)

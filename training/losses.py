@@ -8,11 +8,9 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from challenge.scoring import SSIM_K1, SSIM_K2, SSIM_WINDOW   # the organisers' SSIM settings
 from model.coils import sens_expand
 
-SSIM_WINDOW = 7
-SSIM_K1 = 0.01
-SSIM_K2 = 0.03
 SDA_VARIANCE_EPS = 1e-6
 
 _SOBEL_X = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
@@ -86,16 +84,6 @@ def kspace_loss(pred_kspace: torch.Tensor, full_kspace: torch.Tensor) -> torch.T
     error = (pred_kspace - full_kspace).abs().flatten(1).sum(dim=1)
     reference = full_kspace.abs().flatten(1).sum(dim=1).clamp_min(torch.finfo(error.dtype).tiny)
     return (error / reference).mean()
-
-
-def fidelity_losses(pred_image: torch.Tensor, target_image: torch.Tensor, pred_kspace: torch.Tensor,
-                    full_kspace: torch.Tensor, data_range: torch.Tensor | float) -> dict[str, torch.Tensor]:
-    """The three fidelity terms of method.md 7.1: {'image', 'kspace', 'ssim'}."""
-    return {
-        "image": image_l1(pred_image, target_image, data_range),
-        "kspace": kspace_loss(pred_kspace, full_kspace),
-        "ssim": ssim_loss(pred_image, target_image, data_range),
-    }
 
 
 @torch.no_grad()

@@ -15,11 +15,12 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from benchmarks.evaluate import cpu_model
 from model.checkpoint import load_generator, save_generator
 from model.config import preset
 from model.discriminator import DiscriminatorConfig, PatchDiscriminator
 from model.generator import GenreGenerator
+from model.metrics import psnr
+from model.provenance import cpu_model
 from training.adversarial import discriminator_step, generator_adv_loss, unrolled_discriminator
 from training.config import TrainConfig
 from training.cov_weighting import CoVWeighting
@@ -56,11 +57,6 @@ def init_distributed(device: torch.device) -> Distributed:
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return Distributed(rank=dist.get_rank(), world_size=dist.get_world_size())
-
-
-def psnr(pred: torch.Tensor, target: torch.Tensor, data_range: torch.Tensor) -> float:
-    mse = torch.mean((pred - target) ** 2)
-    return float(10 * torch.log10(data_range.reshape(()) ** 2 / mse.clamp_min(1e-20)))
 
 
 class Trainer:

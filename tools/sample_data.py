@@ -1,6 +1,6 @@
 """Small CMRxRecon-format input trees (2023, 2024 Task 1/2, 2025) with their ground truth.
 
-`python -m challenge.sample_data OUT [--years 2023 2024 2025] [--seed 0]` writes, per year,
+`python -m tools.sample_data OUT [--years 2023 2024 2025] [--seed 0]` writes, per year,
 OUT/<year>/input (the test-phase input tree as the container sees it), and OUT/<year>/gt_full and
 OUT/<year>/gt_crop (the ground truth at the output path the year's scorer reads, full size and run4Ranking
 crop). Masks come from the official algorithms with the year's ACS size; k-space is simulated from real cine
@@ -67,7 +67,7 @@ def write_case(year_root: Path, kspace_full: np.ndarray, reference: np.ndarray, 
     has_time = case.nt > 0
     kus = kspace_full * mask[:, None, None]
     input_path = year_root / "input" / case.relative
-    write_kspace_v73(input_path, case.kspace_key, kus if has_time else kus[0])
+    write_kspace_v73(input_path, case.kspace_key, kus if has_time else kus[0], compress=False)
     write_mask_v73(year_root / "input" / case.mask_relative, case.mask_key,
                    mask[0] if case.mask_2d or not has_time else mask)
     job = parse_job(year_root / "input", input_path)
@@ -79,33 +79,37 @@ def write_case(year_root: Path, kspace_full: np.ndarray, reference: np.ndarray, 
                      to_output_array(job, reference, has_time_axis=has_time, crop=crop))
 
 
+# The trees are small on purpose: `make smoke` runs the network on every frame of them, on 2 cores shared with
+# other jobs. Each year keeps its layout and every file kind and pattern its tree holds, with few frames (cine 6,
+# so that a 5-frame window still has distinct neighbours; mapping its real weighting count), one or two slices
+# and matrices about a quarter of the real ones in each direction (64 x 128 for a 246 x 512 cine).
+
+
 def cases_2023() -> list[Case]:
+    rows = [  # AccFactor, modality, base, contrast, nt, nz, ny, nx: every AF folder, every file kind once
+        (4, "Cine", "cine_sax", "cine", 6, 1, 64, 128),
+        (4, "Mapping", "T2map", "T2map", 3, 2, 56, 120),                          # nt < 5, two slices
+        (8, "Cine", "cine_lax", "cine", 6, 1, 63, 129),                           # odd sizes
+        (10, "Mapping", "T1map", "T1map", 9, 1, 56, 120),
+    ]
     cases = []
-    for factor in (4, 8, 10):
-        folder = f"AccFactor{factor:02d}"
-        for modality, base, contrast, nt, nz, ny, nx in (("Cine", "cine_sax", "cine", 12, 3, 84, 160),
-                                                         ("Cine", "cine_lax", "cine", 12, 3, 80, 161),
-                                                         ("Mapping", "T1map", "T1map", 9, 1, 72, 150),
-                                                         ("Mapping", "T2map", "T2map", 3, 1, 72, 150)):
-            directory = f"MultiCoil/{modality}/TestSet/{folder}/P001"
-            cases.append(Case(f"{directory}/{base}.mat", contrast, nt, nz, 6, ny, nx, "Uniform", factor,
-                              kspace_key=f"kspace_sub{factor:02d}", mask_relative=f"{directory}/{base}_mask.mat",
-                              mask_key=f"mask{factor:02d}", mask_2d=True))
+    for factor, modality, base, contrast, nt, nz, ny, nx in rows:
+        directory = f"MultiCoil/{modality}/TestSet/AccFactor{factor:02d}/P001"
+        cases.append(Case(f"{directory}/{base}.mat", contrast, nt, nz, 6, ny, nx, "Uniform", factor,
+                          kspace_key=f"kspace_sub{factor:02d}", mask_relative=f"{directory}/{base}_mask.mat",
+                          mask_key=f"mask{factor:02d}", mask_2d=True))
     return cases
 
 
 def cases_2024() -> list[Case]:
     rows = [  # modality, base, contrast, task, pattern, R, nt, nz, nc, ny, nx
-        ("Cine", "cine_sax", "cine", 1, "Uniform", 4, 12, 3, 8, 82, 160),
-        ("Cine", "cine_lax", "cine", 1, "Uniform", 8, 12, 1, 6, 85, 161),          # odd sizes, single slice
-        ("Mapping", "T2map", "T2map", 1, "Uniform", 10, 3, 2, 6, 70, 150),         # nt < 5
-        ("BlackBlood", "blackblood", "blackblood", 1, "Uniform", 8, 0, 3, 6, 77, 140),  # 4-D
-        ("Aorta", "aorta_sag", "aorta", 1, "Uniform", 4, 8, 1, 4, 64, 128),
-        ("Cine", "cine_sax", "cine", 2, "ktUniform", 8, 12, 2, 8, 82, 160),
-        ("Cine", "cine_lvot", "cine", 2, "ktGaussian", 16, 12, 1, 8, 85, 161),
-        ("Cine", "cine_lax", "cine", 2, "ktRadial", 24, 12, 1, 6, 80, 160),
-        ("Mapping", "T1map", "T1map", 2, "ktGaussian", 4, 9, 1, 6, 72, 150),
-        ("Tagging", "tagging", "tagging", 2, "ktRadial", 12, 10, 1, 6, 79, 151),
+        ("Cine", "cine_sax", "cine", 1, "Uniform", 4, 6, 2, 8, 64, 128),             # two slices
+        ("Mapping", "T2map", "T2map", 1, "Uniform", 10, 3, 1, 6, 56, 120),          # nt < 5
+        ("BlackBlood", "blackblood", "blackblood", 1, "Uniform", 8, 0, 2, 6, 60, 112),  # 4-D
+        ("Aorta", "aorta_sag", "aorta", 1, "Uniform", 4, 6, 1, 4, 56, 112),
+        ("Cine", "cine_lax", "cine", 2, "ktUniform", 8, 6, 1, 6, 65, 129),          # odd sizes, single slice
+        ("Mapping", "T1map", "T1map", 2, "ktGaussian", 4, 9, 1, 6, 56, 120),
+        ("Tagging", "tagging", "tagging", 2, "ktRadial", 12, 6, 1, 6, 63, 121),
     ]
     cases = []
     for modality, base, contrast, task, pattern, factor, nt, nz, nc, ny, nx in rows:
@@ -118,12 +122,12 @@ def cases_2024() -> list[Case]:
 
 def cases_2025() -> list[Case]:
     rows = [  # modality, base, contrast, pattern, R, nt, nz, nc, ny, nx
-        ("Cine", "cine_sax", "cine", "ktRadial", 8, 12, 2, 10, 86, 161),
-        ("Cine", "cine_lax_4ch", "cine", "Uniform", 16, 12, 1, 10, 85, 160),
-        ("Mapping", "T1map", "T1map", "ktGaussian", 24, 9, 1, 10, 72, 150),
-        ("Mapping", "T2map", "T2map", "Uniform", 8, 3, 1, 10, 72, 150),
-        ("BlackBlood", "blackblood", "blackblood", "ktGaussian", 16, 0, 2, 10, 77, 140),
-        ("LGE", "lge_sax", "lge", "ktRadial", 16, 2, 3, 10, 76, 150),
+        ("Cine", "cine_sax", "cine", "ktRadial", 8, 6, 1, 10, 64, 129),
+        ("Cine", "cine_lax_4ch", "cine", "Uniform", 16, 6, 1, 10, 65, 128),
+        ("Mapping", "T1map", "T1map", "ktGaussian", 24, 9, 1, 10, 56, 120),
+        ("Mapping", "T2map", "T2map", "Uniform", 8, 3, 1, 10, 56, 120),
+        ("BlackBlood", "blackblood", "blackblood", "ktGaussian", 16, 0, 2, 10, 60, 112),   # 4-D, two slices
+        ("LGE", "lge_sax", "lge", "ktRadial", 16, 2, 1, 10, 60, 120),
     ]
     cases = []
     for modality, base, contrast, pattern, factor, nt, nz, nc, ny, nx in rows:
@@ -155,8 +159,8 @@ def build_sample_trees(out: Path, years=(2023, 2024, 2025), seed: int = 0) -> di
             write_case(year_root, kspace, reference, mask, case)
             manifest["files"].append({"year": year, "input": case.relative, "shape_h5": list(kspace.shape),
                                       "has_time_axis": case.nt > 0, "pattern": case.pattern, "R": case.factor})
-        if year == 2023:
-            (year_root / "input/MultiCoil/Mapping/TestSet/AccFactor04/P001/T1map.csv").write_text("TI\n100\n")
+        if year == 2023:         # the inversion times beside T1map.mat (a file the walk must skip)
+            (year_root / "input/MultiCoil/Mapping/TestSet/AccFactor10/P001/T1map.csv").write_text("TI\n100\n")
         if year == 2025:
             info = year_root / "input/TaskR1/MultiCoil/Cine/TestSet/UnderSample_TaskR1/Center005/Siemens_30T_Vida/P001"
             (info / "cine_sax_info.csv").write_text("key,value\n")
@@ -166,7 +170,7 @@ def build_sample_trees(out: Path, years=(2023, 2024, 2025), seed: int = 0) -> di
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m challenge.sample_data", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m tools.sample_data", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out", type=Path)
     parser.add_argument("--years", type=int, nargs="+", default=[2023, 2024, 2025], choices=sorted(CASES))

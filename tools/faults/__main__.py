@@ -1,0 +1,61 @@
+"""Build the fault tree under OUT (with --run: run predict.py over every scenario and check every case)."""
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from tools.faults.checks import Check, check_run, format_checks
+from tools.faults.expected import EXPECTED_NAME, load_expected
+from tools.faults.running import permission_prefix, run_scenario
+from tools.faults.trees import build_fault_tree
+
+def run_faults(out: Path, build: bool = True) -> list[Check]:
+    """Build (unless told not to) and run every scenario; returns every check."""
+    out = Path(out)
+    if build:
+        build_fault_tree(out)
+    scenarios, cases = load_expected(out)
+    prefix = permission_prefix()
+    checks = []
+    started_all = time.monotonic()
+    lines = ["scenario                    seconds  peak RSS (MiB)  rows by outcome"]
+    for scenario in scenarios:
+        started = time.monotonic()
+        run = run_scenario(out, scenario, cases, prefix)
+        checks += check_run(out, scenario, cases, run)
+        seconds = time.monotonic() - started
+        print(f"ran {scenario.name} in {seconds:.1f} s", file=sys.stderr, flush=True)
+        outcomes: dict[str, int] = {}
+        for row in (run.report or {}).get("files", []):
+            outcomes[row["outcome"]] = outcomes.get(row["outcome"], 0) + 1
+        peak = run.details.get("peak_rss_mib")
+        lines.append(f"{scenario.name:<26} {seconds:8.1f}  {'-' if peak is None else f'{peak:14.0f}':>14}  "
+                     + (run.skipped and f"skipped: {run.skipped}"
+                        or ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())) or "no report"))
+    expected_outcomes: dict[str, int] = {}
+    for case in cases:
+        expected_outcomes[case.outcome] = expected_outcomes.get(case.outcome, 0) + 1
+    lines.append(f"{len(cases)} cases in {len(scenarios)} scenarios, expected outcomes "
+                 + ", ".join(f"{k} {v}" for k, v in sorted(expected_outcomes.items()))
+                 + f"; {time.monotonic() - started_all:.0f} s in all")
+    print("\n".join(lines), flush=True)
+    return checks
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.faults", description=__doc__.split("\n")[0])
+    parser.add_argument("out", type=Path, help="folder for the trees, expected.json and the runs' outputs")
+    parser.add_argument("--run", action="store_true", help="also run predict.py over the trees and check")
+    args = parser.parse_args(argv)
+    if not args.run:
+        expected = build_fault_tree(args.out)
+        print(f"{len(expected['cases'])} cases in {len(expected['scenarios'])} scenarios under {args.out}; "
+              f"see {args.out / EXPECTED_NAME}")
+        return 0
+    checks = run_faults(args.out)
+    print(format_checks(checks))
+    return 1 if any(not check.ok for check in checks) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
