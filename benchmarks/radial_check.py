@@ -35,13 +35,12 @@ import torch
 from benchmarks.bench_predict import replace_section
 from model.acs import acs_region
 from model.checkpoint import file_sha256
-from model.classical import conjugate_gradient, estimate_sensitivities_from_acs
+from model.classical import CGSense, estimate_sensitivities_from_acs
 from model.coils import rss
 from model.fftc import fft2c, ifft2c
 from model.inference import GenreReconstructor
 from model.normalisation import kspace_scale
 from model.provenance import format_machine, machine_summary
-from model.sense import SenseOperator
 from simulation.anatomy import real_data_root
 from simulation.measured_coils import RADIAL_FILE
 from simulation.radial import RadialOperator, nearest_cartesian
@@ -88,16 +87,13 @@ def zero_filled_coils(kspace: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return ifft2c(kspace * mask)
 
 
-def cg_sense_coils(kspace: torch.Tensor, mask: torch.Tensor, iterations: int = 20, lam: float = 1e-3
-                   ) -> torch.Tensor:
-    """model.classical.CGSense's solve on one frame, returning the coil images S x instead of |x|."""
+def cg_sense_coils(kspace: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """model.classical.CGSense on one frame (maps from the central block, its scale normalisation), returning
+    the coil images S x instead of |x|."""
     scale = kspace.abs().max().clamp_min(1e-30)
-    frame_mask = mask[None, None].to(kspace.dtype)                                 # (1, 1, n, n)
+    frame_mask = mask[None, None]                                                  # (1, 1, n, n)
     sens = estimate_sensitivities_from_acs(kspace[None] / scale, frame_mask, NUM_ACS, True)
-    operator = SenseOperator(sens=sens, mask=frame_mask)
-    x = conjugate_gradient(lambda image: operator.normal(image) + lam * image,
-                           operator.adjoint(kspace[None] / scale), iterations)
-    return sens * x[0] * scale
+    return sens * CGSense().solve(kspace[None] / scale, frame_mask, sens)[0] * scale
 
 
 @torch.inference_mode()
@@ -192,7 +188,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     root = real_data_root()
     try:
-        data = load_radial(root if root else Path("../shared/data/real"))
+        if root is None:
+            raise FileNotFoundError("../shared/data/real is absent")
+        data = load_radial(root)
     except FileNotFoundError as error:
         print(f"note: {error}; set GENRE_REAL_DATA to the folder holding it. Radial check skipped.", file=sys.stderr)
         return 0

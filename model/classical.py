@@ -155,10 +155,12 @@ class CGSense:
         sens = estimate_sensitivities_from_acs(kspace, mask, meta.num_acs, meta.radial)
         if not sens.abs().amax() > 0:
             return _zero_filled_rss(kspace, self.batch_size)
-        frames_out = []
-        for frames in _frame_batches(len(kspace), self.batch_size):
-            operator = SenseOperator(sens=sens, mask=mask[frames].to(kspace.dtype))
-            x = conjugate_gradient(lambda image: operator.normal(image) + self.lam * image,
-                                   operator.adjoint(kspace[frames]), self.iterations, self.tol)
-            frames_out.append(x.abs())
-        return torch.cat(frames_out)
+        return torch.cat([self.solve(kspace[frames], mask[frames], sens).abs()
+                          for frames in _frame_batches(len(kspace), self.batch_size)])
+
+    def solve(self, kspace: torch.Tensor, mask: torch.Tensor, sens: torch.Tensor) -> torch.Tensor:
+        """kspace (F, C, H, W), mask broadcastable to it (e.g. (F, 1, H, W)), maps (C, H, W) -> the complex
+        images x (F, H, W) of (A^H A + lam I) x = A^H y."""
+        operator = SenseOperator(sens=sens, mask=mask.to(kspace.dtype))
+        return conjugate_gradient(lambda image: operator.normal(image) + self.lam * image,
+                                  operator.adjoint(kspace), self.iterations, self.tol)
