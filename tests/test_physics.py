@@ -105,6 +105,15 @@ def test_sense_operator_adjointness(shape, dtype, mask_kind, per_frame_maps):
     assert_adjoint(operator.forward(image), kspace, image, operator.adjoint(kspace), dtype)
 
 
+@pytest.mark.parametrize("mask_kind", [cartesian_mask, radial_like_mask])
+def test_sense_normal_is_the_adjoint_of_the_forward(mask_kind):
+    frames, coils, ny, nx = 5, 3, 12, 9
+    operator = SenseOperator(sens=random_complex((frames, coils, ny, nx), torch.complex64, seed=2),
+                             mask=mask_kind(frames, ny, nx).to(torch.complex64))
+    image = random_complex((frames, ny, nx), torch.complex64, seed=3)
+    assert torch.equal(operator.normal(image), operator.adjoint(operator.forward(image)))
+
+
 def test_sense_forward_is_zero_where_unsampled():
     frames, coils, ny, nx = 3, 2, 12, 10
     mask = cartesian_mask(frames, ny, nx)
