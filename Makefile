@@ -123,7 +123,8 @@ bench: sample-data
 
 ## gpu-check: the CUDA path on one GPU in about 8 minutes: predict.py on the sample trees in fp32 and fp16 against
 ## the CPU (w = 1, max relative error), images/s and peak memory of the shipped and paper generators at batch 1-16,
-## one forced CUDA out-of-memory retry, 20 AMP training steps, a 1-process NCCL DDP start; writes docs/gpu.md
+## one forced CUDA out-of-memory retry, 20 AMP training steps, the windows/s a training step consumes against what
+## the loader's workers produce, a 1-process NCCL DDP start; writes docs/gpu.md
 ## (sample trees built first when absent; YEARS=2024 shortens the predict check)
 gpu-check:
 	@missing=0; for y in $(YEARS); do [ -d $(SAMPLE)/$$y/input ] || missing=1; done; \

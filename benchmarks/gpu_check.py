@@ -8,8 +8,10 @@ Checks (benchmarks/gpu_sections.py), in this order: environment; ddp (a 1-proces
 generator under DistributedDataParallel, one step, all_reduce); oom_retry (a genuine CUDA out-of-memory forced
 once by a memory cap: the reconstructor halves its batch and gives the same images); throughput (images/s and
 peak GPU memory of the shipped and the paper generator at batch sizes 1-16, fp32 and fp16); training (20 Trainer
-steps with AMP on the paper generator); predict (predict.py on the sample trees on the CPU, on CUDA in fp32 and
-with --amp: w = 1 each, the largest relative difference to the CPU outputs, PSNR against the ground truth).
+steps with AMP on the paper generator); rates (windows/s one AMP training step of the shipped and of the paper
+generator consumes, against windows/s the simulated-window loader produces with 2 to N-2 workers); predict
+(predict.py on the sample trees on the CPU, on CUDA in fp32 and with --amp: w = 1 each, the largest relative
+difference to the CPU outputs, PSNR against the ground truth).
 
 Each check runs in its own process with a share of the time budget as its timeout, so a check that fails, hangs
 or kills its process (a CUDA error, an NCCL hang) is recorded in the report and the others still run; the report
@@ -39,7 +41,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 ERROR, TIMEOUT, SKIPPED = "ERROR", "TIMEOUT", "SKIPPED"
 # seconds each check may use at most (its share of the 8 minutes; a check that ends early leaves its time to the
 # next); a check gets the smaller of its share and what is left of the whole budget
-SHARES = {"environment": 30, "ddp": 45, "oom_retry": 45, "throughput": 90, "training": 130, "predict": 240}
+SHARES = {"environment": 30, "ddp": 45, "oom_retry": 45, "throughput": 90, "training": 130, "rates": 75,
+          "predict": 240}
 MIN_START_S = 5.0          # a check is not started with less time than this left
 GRACE_S = 20.0             # beyond its share, before its process is killed (its own loops stop at the share)
 
@@ -65,11 +68,12 @@ def default_options(dry: bool, work: Path, sample: Path | None, years: tuple[int
         return CheckOptions(dry=True, work=work, weights=work / "tiny.pt", paper_preset="tiny",
                             sample=sample or work / "sample", years=years or (2024,), batch_sizes=(1, 2), coils=4,
                             height=32, width=40, repeats=1, train_model="tiny", train_steps=2, train_crop=0,
-                            workers=0)
+                            workers=0, rate_steps=1, loader_workers=(0, 1))
     return CheckOptions(dry=False, work=work, weights=REPO_ROOT / "weights" / "genre_cmr.pt", paper_preset="paper",
                         sample=sample or REPO_ROOT / "data" / "sample", years=years or (2023, 2024, 2025),
                         batch_sizes=(1, 2, 4, 8, 16), coils=10, height=246, width=512, repeats=2,
-                        train_model="paper", train_steps=20, train_crop=96, workers=4)
+                        train_model="paper", train_steps=20, train_crop=96, workers=4, rate_steps=5,
+                        loader_workers=tuple(sorted({2, 4, 8, max(2, (os.cpu_count() or 2) - 2)})))
 
 
 def write_tiny_weights(path: Path) -> None:

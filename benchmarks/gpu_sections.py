@@ -49,6 +49,8 @@ class CheckOptions:
     train_steps: int
     train_crop: int                   # readout columns per training window (0: the whole readout)
     workers: int                      # DataLoader workers of the training check
+    rate_steps: int                   # timed training steps per generator in the rates check
+    loader_workers: tuple[int, ...]   # DataLoader worker counts the rates check times
     deadline: float = math.inf
 
     @property
@@ -70,7 +72,7 @@ class CheckOptions:
         values = json.loads(text)
         for key in ("work", "weights", "sample"):
             values[key] = Path(values[key])
-        for key in ("years", "batch_sizes"):
+        for key in ("years", "batch_sizes", "loader_workers"):
             values[key] = tuple(values[key])
         return cls(**values)
 
@@ -360,6 +362,7 @@ def check_oom_retry(options: CheckOptions) -> Section:
              "peak GiB": "-" if peak_full is None else f"{peak_full:.2f}", "method": "genre", "max rel. diff": "-"}]
     tried.clear()
     if device.type == "cuda":
+        device = torch.device("cuda", torch.cuda.current_device())   # the memory-fraction calls need an index
         # a genuine CUDA OOM: cap this process below the full batch's peak, above a quarter batch's need
         total = torch.cuda.get_device_properties(device).total_memory
         torch.cuda.empty_cache()
@@ -497,6 +500,89 @@ def check_training(options: CheckOptions) -> Section:
                    f"{finite}", rows, notes)
 
 
+# ---------------------------------------------------------------------------------------------------------
+# rates: does the loader keep up? Windows per second one AMP training step consumes (shipped and paper
+# generators, compute alone: the same window on the device again and again) against windows per second the
+# simulated-window DataLoader produces with 0 to N worker processes.
+
+def time_train_steps(trainer, sample, steps: int, device: torch.device) -> float:
+    """Seconds per train_step on one window already on ``device``, after one warm-up step."""
+    sample = trainer.to_device(sample)
+    trainer.train_step(sample)
+    synchronize(device)
+    started = time.perf_counter()
+    for _ in range(steps):
+        trainer.train_step(sample)
+    synchronize(device)
+    return (time.perf_counter() - started) / steps
+
+
+def time_loader(sampler, workers: int, windows: int, seed: int, pin_memory: bool) -> tuple[float, float]:
+    """(seconds to the first window, windows/s after it) of one epoch_loader of ``windows`` windows."""
+    from training.loader import epoch_loader
+
+    started = time.perf_counter()
+    first = None
+    for count, _ in enumerate(epoch_loader(sampler, (8, 16, 24), windows, seed, 0, 0, workers,
+                                           pin_memory=pin_memory), start=1):
+        if first is None:
+            first = time.perf_counter()
+    return first - started, (count - 1) / max(time.perf_counter() - first, 1e-9)
+
+
+def check_rates(options: CheckOptions) -> Section:
+    from training.config import PRESETS
+    from training.trainer import Trainer, simulated_samplers
+    from training.loader import epoch_loader
+
+    device, rows, notes = options.device, [], []
+    shipped = PRESETS["cpu"]
+    config = dataclasses.replace(shipped, amp=True, val_samples=1, crop_width=options.train_crop)
+    samplers = dry_samplers(config) if options.dry else simulated_samplers(config)
+    sample = next(iter(epoch_loader(samplers[1], (8,), 1, config.seed, 0, 0, 0)))
+    consumed = {}
+    for label, model in (("shipped", shipped.model), ("paper", options.train_model)):
+        if options.seconds_left() < 15:
+            notes.append(f"{label} step rate: not run, time budget used up")
+            continue
+        trainer = Trainer(dataclasses.replace(config, model=model), None, options.work / "rates", device=str(device),
+                          samplers=samplers)
+        reset_peak(device)
+        seconds = time_train_steps(trainer, sample, options.rate_steps, device)
+        peak = peak_gib(device)
+        consumed[label] = 1 / seconds
+        rows.append({"measure": f"AMP train step, {label} ({model})", "workers": "-",
+                     "s / window": f"{seconds:.3f}", "windows/s": f"{1 / seconds:.2f}",
+                     "peak GiB": "-" if peak is None else f"{peak:.2f}", "first window (s)": "-"})
+        del trainer
+    produced = {}
+    for workers in options.loader_workers:
+        windows = max(4, 3 * workers)
+        if options.seconds_left() < 15:
+            notes.append(f"loader with {workers} workers and more: not run, time budget used up")
+            break
+        first, rate = time_loader(samplers[1], workers, windows, config.seed, device.type == "cuda")
+        produced[workers] = rate
+        rows.append({"measure": f"loader, {windows} windows", "workers": workers,
+                     "s / window": f"{1 / rate:.3f}", "windows/s": f"{rate:.2f}", "peak GiB": "-",
+                     "first window (s)": f"{first:.1f}"})
+    shape = tuple(sample.masked_kspace.shape)
+    notes.append(f"window: {shape} (batch, frames, coils, ky, readout crop) complex64, the cpu preset's simulated "
+                 f"acquisitions with readout crop {options.train_crop or 'none'}; {options.rate_steps} timed steps "
+                 f"after one warm-up; the loader's rate excludes the wait for its first window (worker start)")
+    for label, rate in consumed.items():
+        enough = [w for w, r in produced.items() if r >= rate]
+        notes.append(f"{label}: one step consumes {rate:.2f} windows/s; " +
+                     (f"the loader keeps up from {min(enough)} workers" if enough else
+                      f"no worker count measured keeps up (best {max(produced.values(), default=0):.2f} windows/s"
+                      f" with {max(produced, key=produced.get, default='-')} workers)"))
+    ok = len(consumed) == 2 and bool(produced) and all(math.isfinite(r) and r > 0 for r in
+                                                        [*consumed.values(), *produced.values()])
+    return Section(PASS if ok else FAIL, "; ".join(notes[-len(consumed):]) if consumed else "no step measured",
+                   rows, notes)
+
+
 # the quick GPU-only checks first; predict (a CPU reference run of every sample tree) takes what is left
 CHECKS = {"environment": check_environment, "ddp": check_ddp, "oom_retry": check_oom_retry,
-          "throughput": check_throughput, "training": check_training, "predict": check_predict}
+          "throughput": check_throughput, "training": check_training, "rates": check_rates,
+          "predict": check_predict}

@@ -27,6 +27,8 @@ COIL_COUNTS = (4, 8, 10, 10, 10, 12, 16, 20, 24, 32)     # 10 is what most CMRxR
 @dataclass(frozen=True)
 class Acquisition:
     measured_coils: float = 0.7          # probability of measured (augmented) maps rather than analytic ones
+    combined_single: float = 0.5         # 1-coil draws: probability of a coil-combined image (the CMRxRecon 2023
+                                         # SingleCoil track's kind: unit sensitivity) rather than one physical coil
     coil_counts: tuple[int, ...] = COIL_COUNTS
     noise_correlation: float = 0.5       # largest off-diagonal share of the noise covariance
     snr: tuple[float, float] = (6.0, 80.0)          # log-uniform, object mean over per-coil image noise std
@@ -71,7 +73,10 @@ def structured_phase(magnitude: np.ndarray, config: Acquisition, rng: np.random.
 
 
 def coil_maps(nc: int, ny: int, nx: int, config: Acquisition, rng: np.random.Generator) -> np.ndarray:
-    """(nc, ny, nx) complex64: measured-and-augmented where drawn (and available), else analytic surface coils."""
+    """(nc, ny, nx) complex64: measured-and-augmented where drawn (and available), else analytic surface coils;
+    one coil may instead be a coil-combined image (unit sensitivity: its phase and shading come from the draw)."""
+    if nc == 1 and rng.random() < config.combined_single:
+        return np.ones((1, ny, nx), np.complex64)
     if rng.random() < config.measured_coils:
         try:
             return augmented_maps(nc, ny, nx, rng)

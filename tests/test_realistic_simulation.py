@@ -15,7 +15,7 @@ from model.fftc import ifft2c
 from simulation.anatomy import RealDataMissing
 from simulation.contrast import t1_series, t2_series
 from simulation.measured_coils import augmented_maps, measured_maps, random_unitary
-from simulation.realistic import Acquisition, acquire, draw_acquisition, noise_factor, simulate
+from simulation.realistic import Acquisition, acquire, coil_maps, draw_acquisition, noise_factor, simulate
 from training.config import PRESETS, TrainConfig
 from training.simulated import (KINDS, SimulatedSampler, SourceSeries, domain_names, phantom_pool,
                                 readout_window)
@@ -98,6 +98,16 @@ def test_noise_has_the_drawn_level_and_coil_covariance():
     empirical = samples @ samples.conj().T / samples.shape[1]
     expected = draw.sigma ** 2 * draw.noise @ draw.noise.conj().T
     np.testing.assert_allclose(empirical, expected, atol=0.08 * np.abs(expected).max())
+
+
+def test_one_coil_is_a_coil_combined_image_or_one_physical_coil_as_drawn():
+    combined = coil_maps(1, 24, 40, Acquisition(combined_single=1.0), np.random.default_rng(0))
+    np.testing.assert_array_equal(combined, np.ones((1, 24, 40), np.complex64))
+    physical = coil_maps(1, 24, 40, Acquisition(combined_single=0.0, measured_coils=0.0), np.random.default_rng(0))
+    assert physical.shape == (1, 24, 40) and np.abs(physical).std() > 0.05 * np.abs(physical).mean()
+    # more than one coil never draws the combined kind, whatever the switch says
+    several = coil_maps(2, 24, 40, Acquisition(combined_single=1.0, measured_coils=0.0), np.random.default_rng(0))
+    assert not np.allclose(np.abs(several), 1)
 
 
 def test_simulate_returns_kspace_and_its_noisy_rss_reference():
