@@ -2,12 +2,14 @@
 against the samples/s one GPU step of the `paper` and of the shipped configuration consumes.
 
 `python -m benchmarks.bench_loader [--tree build/bench-loader] [--files 17] [--samples 200] [--gpu-tflops 30]
-                                   [--grouped 4] [--out docs/benchmarks.md]`
+                                   [--grouped 4 12] [--measured-rates shipped=2.30 paper=1.17
+                                   --rates-source "docs/gpu.md"] [--out docs/benchmarks.md]`
 
 The tree (2025 layout, MATLAB v7.3 files of the real cine_sax shape 12 x 10 x 10 x 246 x 512 complex64, 1.2 GB
 each, random k-space; 17 files = 20.6 GB) is written once under build/ and reused. A GPU step's consumption is
-its FLOPs (3 x the forward's: the backward costs about twice the forward; discriminator and FFTs not counted)
-at the stated rate.
+measured where ``--measured-rates`` gives it (`make gpu-check`'s rates check times real AMP training steps), else
+estimated from its FLOPs (3 x the forward's: the backward costs about twice the forward; discriminator and FFTs
+not counted) at the stated rate; on an H200 the estimate was 6-39x too high (docs/gpu.md).
 
 Beside the loader runs it measures what bounds them: the disk (``dd iflag=direct`` of one tree file, no page
 cache), the slice reads alone (hyperslabs of random slices, as the loader reads them) and the preparation alone
@@ -20,6 +22,7 @@ import math
 import os
 import platform
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -167,14 +170,29 @@ def preparation_cpu(sampler: WindowSampler, samples: int, rng: np.random.Generat
     return costs
 
 
-def gpu_consumption(gpu_tflops: float) -> dict[str, float]:
-    """Samples/s one GPU step consumes for `paper` and the shipped configuration, at the real slice size."""
+def gpu_consumption(gpu_tflops: float, measured: dict[str, float] | None = None) -> dict[str, dict]:
+    """Samples/s one GPU step consumes for `paper` and the shipped configuration (`cpu`): measured where
+    ``measured`` gives a rate (docs/gpu.md's rates check), else from the FLOPs at the real slice size."""
     nt, _, nc, ny, nx = SHAPE
     rates = {}
     for name in ("paper", "cpu"):
         model = PRESETS[name].model
         flops = 3 * flops_per_output_slice(preset(model), nc, ny, nx)
-        rates[name] = {"model": model, "tflop_per_step": flops / 1e12, "samples_per_s": gpu_tflops * 1e12 / flops}
+        rate = (measured or {}).get(name)
+        rates[name] = {"model": model, "tflop_per_step": flops / 1e12, "measured": rate is not None,
+                       "samples_per_s": rate if rate is not None else gpu_tflops * 1e12 / flops}
+    return rates
+
+
+def parse_rates(items: list[str]) -> dict[str, float]:
+    """["cpu=2.3", "paper=1.17"] -> {"cpu": 2.3, "paper": 1.17}; "shipped" names the cpu preset."""
+    rates = {}
+    for item in items:
+        name, _, value = item.partition("=")
+        name = "cpu" if name == "shipped" else name
+        if name not in ("cpu", "paper") or not value:
+            raise ValueError(f"--measured-rates: {item!r} is not shipped=RATE, cpu=RATE or paper=RATE")
+        rates[name] = float(value)
     return rates
 
 
@@ -188,7 +206,9 @@ def report(args, results: list[dict], rates: dict, tree_bytes: int, load: tuple[
     lines = [
         BEGIN, "## Training loader (benchmarks/bench_loader.py)", "",
         f"- Command: `python -m benchmarks.bench_loader --files {args.files} --samples {args.samples} "
-        f"--gpu-tflops {args.gpu_tflops:g} --grouped {args.grouped} --out docs/benchmarks.md`",
+        f"--gpu-tflops {args.gpu_tflops:g} --grouped {' '.join(map(str, args.grouped))}"
+        + (f" --measured-rates {' '.join(args.measured_rates)} --rates-source {shlex.quote(args.rates_source)}"
+           if args.measured_rates else "") + " --out docs/benchmarks.md`",
         f"- Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} logical cores, shared with other "
         f"jobs (1-minute load average {load[0]:.1f} at the start, {load[1]:.1f} at the end); "
         f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.1f} GiB RAM; torch {torch.__version__}",
@@ -213,22 +233,29 @@ def report(args, results: list[dict], rates: dict, tree_bytes: int, load: tuple[
         workers = ", ".join(f"{g:.2f}" for g in r["worker_gib"]) or "-"
         lines.append(f"| {r['workers']} | {r['windows_per_read']} | {r['samples']} | {r['first_s']:.1f} | "
                      f"{r['samples_per_s']:.2f} | {r['trainer_gib']:.2f} | {workers} |")
-    lines += ["", f"One GPU step at an effective {args.gpu_tflops:g} TFLOP/s (3 x the forward's FLOPs at 10 coils, "
-              "246 x 512; torch FlopCounterMode, convolutions and matmuls):", "",
+    measured = [name for name, rate in rates.items() if rate["measured"]]
+    source = (f"measured where marked ({args.rates_source or 'given on the command line'}), else " if measured
+              else "")
+    lines += ["", f"One GPU step: {source}at an effective {args.gpu_tflops:g} TFLOP/s (3 x the forward's FLOPs at 10 "
+              "coils, 246 x 512; torch FlopCounterMode, convolutions and matmuls):", "",
               "| configuration | model | TFLOP / step | samples/s consumed | workers needed at the 1-worker rate | "
               "cores needed at the in-memory preparation cost |", "|---|---|---|---|---|---|"]
     for name, rate in rates.items():
         label = "paper" if name == "paper" else "shipped (preset cpu)"
-        lines.append(f"| {label} | {rate['model']} | {rate['tflop_per_step']:.3f} | {rate['samples_per_s']:.1f} | "
+        consumed = f"{rate['samples_per_s']:.2f} (measured)" if rate["measured"] else f"{rate['samples_per_s']:.1f}"
+        lines.append(f"| {label} | {rate['model']} | {rate['tflop_per_step']:.3f} | {consumed} | "
                      f"{math.ceil(rate['samples_per_s'] / per_worker)} | "
                      f"{math.ceil(rate['samples_per_s'] * prepare['new_slice'])} |")
     shipped = rates["cpu"]["samples_per_s"]
+    paper = rates["paper"]["samples_per_s"]
     lines += ["", f"- 2 workers deliver {two:.2f} samples/s: "
               + ("enough" if two >= shipped else "not enough")
-              + f" for the shipped configuration ({shipped:.1f}/s) on this machine; the paper configuration needs "
-              f"{math.ceil(rates['paper']['samples_per_s'] / per_worker)} workers at this machine's per-worker rate."]
+              + f" for the shipped configuration ({shipped:.2f}/s) on this machine; the paper configuration "
+              f"({paper:.2f}/s) needs {math.ceil(paper / per_worker)} workers at this machine's per-worker rate."]
     lines += [f"- {r['workers']} workers, {r['windows_per_read']} windows per slice read (`--windows-per-read`): "
-              f"{r['samples_per_s']:.2f} samples/s" for r in grouped]
+              f"{r['samples_per_s']:.2f} samples/s: "
+              + ("enough" if r["samples_per_s"] >= shipped else "not enough") + " for the shipped configuration, "
+              + ("enough" if r["samples_per_s"] >= paper else "not enough") + " for the paper one" for r in grouped]
     lines += [f"- Reading alone, one window per read, the disk gives at most {bounds['disk_mb_s'] / slice_mb:.1f} "
               f"samples/s uncached ({shipped * slice_mb / 1e3:.1f} GB/s would be needed for {shipped:.0f}/s); "
               f"preparing alone, 2 cores give at most {2 / prepare['new_slice']:.1f} samples/s "
@@ -247,9 +274,13 @@ def main(argv=None) -> int:
     parser.add_argument("--files", type=int, default=17)
     parser.add_argument("--samples", type=int, default=200)
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--grouped", type=int, default=4,
-                        help="also measure 2 workers with this many windows per slice read (1: not)")
+    parser.add_argument("--grouped", type=int, nargs="+", default=[4],
+                        help="also measure 2 workers with each of these windows per slice read (1: not)")
     parser.add_argument("--gpu-tflops", type=float, default=30.0, help="the effective GPU rate assumed")
+    parser.add_argument("--measured-rates", nargs="+", default=[], metavar="CONFIG=RATE",
+                        help="windows/s one GPU step consumes, measured (make gpu-check's rates check): "
+                             "shipped=RATE paper=RATE; they replace the FLOP estimate")
+    parser.add_argument("--rates-source", default="", help="where --measured-rates come from, for the report")
     parser.add_argument("--reads", type=int, default=20, help="random slice reads timed alone")
     parser.add_argument("--prepare-samples", type=int, default=6,
                         help="samples built from an in-memory slice to time the preparation alone")
@@ -261,7 +292,7 @@ def main(argv=None) -> int:
     sampler = WindowSampler(files, sorted({f.domain_name for f in files}), ("ktUniform", "ktGaussian", "ktRadial"),
                             num_acs=16, reader=reader)
     tree_bytes = sum(f.path.stat().st_size for f in files)
-    rates = gpu_consumption(args.gpu_tflops)
+    rates = gpu_consumption(args.gpu_tflops, parse_rates(args.measured_rates))
     load_start = os.getloadavg()[0]
     bounds = {"disk_mb_s": disk_read_mb_s(files[-1].path),
               "reads": read_rate(sampler, args.reads, np.random.default_rng(1)),
@@ -271,8 +302,8 @@ def main(argv=None) -> int:
     for workers in args.workers:
         results.append(measure(sampler, workers, args.samples))
         print(json.dumps(results[-1]), flush=True)
-    if args.grouped > 1:
-        results.append(measure(sampler, 2, args.samples, args.grouped))
+    for grouped in (g for g in args.grouped if g > 1):
+        results.append(measure(sampler, 2, args.samples, grouped))
         print(json.dumps(results[-1]), flush=True)
     text = report(args, results, rates, tree_bytes, (load_start, os.getloadavg()[0]), bounds)
     print(text)

@@ -1,6 +1,7 @@
 """benchmarks.bench_loader on a tiny tree: the tree is written once and reused, every worker count is measured,
 the section lands in the markdown file."""
 import numpy as np
+import pytest
 
 from benchmarks import bench_loader
 from challenge.matio import read_kspace
@@ -26,3 +27,23 @@ def test_bench_loader_writes_a_reusable_tree_and_its_section(tmp_path, monkeypat
     rows = [line for line in text.splitlines() if line.startswith(("| 0 | 1 |", "| 1 | 1 |", "| 2 | 1 |", "| 2 | 4 |"))]
     assert len(rows) == 4 and "| paper | paper | 3.000 | 10.0 |" in text
     assert "| shipped (preset cpu) | small-10-view-sharing | 0.300 | 100.0 |" in text
+
+
+def test_measured_step_rates_replace_the_flop_estimate_and_every_grouping_is_measured(tmp_path, monkeypatch):
+    monkeypatch.setattr(bench_loader, "SHAPE", (4, 2, 2, 24, 32))
+    monkeypatch.setattr(bench_loader, "flops_per_output_slice",
+                        lambda config, *shape: 1e12 if config.cascades > 10 else 1e11)
+    out = tmp_path / "bench.md"
+    args = ["--tree", str(tmp_path / "tree"), "--files", "2", "--samples", "4", "--workers", "1", "2",
+            "--grouped", "2", "3", "--measured-rates", "shipped=2.3", "--rates-source", "an H200", "--out", str(out)]
+    assert bench_loader.main(args) == 0
+    text = out.read_text()
+    assert "| shipped (preset cpu) | small-10-view-sharing | 0.300 | 2.30 (measured) |" in text
+    assert "| paper | paper | 3.000 | 10.0 |" in text                 # not given: still the estimate
+    assert "measured where marked (an H200)" in text and "--measured-rates shipped=2.3" in text
+    assert sum(line.startswith(("| 2 | 2 |", "| 2 | 3 |")) for line in text.splitlines()) == 2
+
+
+def test_measured_rates_must_name_a_configuration():
+    with pytest.raises(ValueError, match="not shipped=RATE"):
+        bench_loader.parse_rates(["fast=3"])
