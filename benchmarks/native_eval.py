@@ -1,6 +1,6 @@
 """Quality where users live: held-out anatomy at the size the scanner writes it, every input kind, real k-space.
 
-    python -m benchmarks.native_eval --weights A.pt [B.pt ...] [--out docs/native-eval.md]
+    python -m benchmarks.native_eval [--weights A.pt [B.pt ...]] [--out docs/native-eval.md]
                                      [--figures docs/figures] [--subjects N] [--cases TEXT ...]
                                      [--adapt STEPS --adapt-seconds S]
                                      [--peers varnet sigpy-cs] [--peer-weights runs/peers]
@@ -332,7 +332,8 @@ def peer_reconstructor(name: str, weights_root: Path | None):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.native_eval", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--weights", type=Path, nargs="+", required=True, help="GENRE weights files to compare")
+    parser.add_argument("--weights", type=Path, nargs="*", default=[],
+                        help="GENRE weights files to compare (none: the peers and baselines alone)")
     parser.add_argument("--labels", nargs="+", help="a label per weights file (default: the file stems)")
     parser.add_argument("--ensemble", type=int, default=1)
     parser.add_argument("--subjects", type=int, help="at most this many subjects per simulated group")
@@ -352,6 +353,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="development peers (peers/: varnet, sigpy-cs), each one more column")
     parser.add_argument("--peer-weights", type=Path, help="DIR/NAME/NAME.pt per learned peer (default runs/peers)")
     args = parser.parse_args(argv)
+    if not args.weights and not args.peers:
+        print("error: nothing to score: give --weights, --peers or both", file=sys.stderr)
+        return 2
     labels = args.labels or [f"GENRE {w.stem}" for w in args.weights]
     if len(labels) != len(args.weights):
         print("error: one label per weights file", file=sys.stderr)

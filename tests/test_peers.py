@@ -213,3 +213,9 @@ def test_predict_imports_no_peer_package_until_a_peer_is_asked_for():
                           text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_native_eval_needs_weights_or_peers(capsys):
+    from benchmarks.native_eval import main
+    assert main(["--out", "unused.md"]) == 2
+    assert "give --weights, --peers or both" in capsys.readouterr().err
