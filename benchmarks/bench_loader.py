@@ -257,7 +257,7 @@ def report(args, results: list[dict], rates: dict, tree_bytes: int, load: tuple[
               + ("enough" if r["samples_per_s"] >= shipped else "not enough") + " for the shipped configuration, "
               + ("enough" if r["samples_per_s"] >= paper else "not enough") + " for the paper one" for r in grouped]
     lines += [f"- Reading alone, one window per read, the disk gives at most {bounds['disk_mb_s'] / slice_mb:.1f} "
-              f"samples/s uncached ({shipped * slice_mb / 1e3:.1f} GB/s would be needed for {shipped:.0f}/s); "
+              f"samples/s uncached ({shipped * slice_mb / 1e3:.1f} GB/s would be needed for {shipped:.2f}/s); "
               f"preparing alone, 2 cores give at most {2 / prepare['new_slice']:.1f} samples/s "
               f"({2 / prepare['same_slice']:.1f} with the peak known).",
               "- Trainer peak RSS: this process ran the measurements alone and the in-process (0 workers) rows first, "

@@ -84,14 +84,15 @@ PRESETS = {
     # the paper's schedule on the paper-size generator (GPU)
     "paper": TrainConfig(model="paper", epochs=20, steps_per_epoch=5000),
     # what the shipped weights train with now (CPU): windows simulated on the fly from the anatomy at its
-    # acquired pixel size, readout crops of 96 columns, scanner-like acquisitions with 4-16 coils, every input
-    # kind; from trained weights (--init-from). The stages before it: docs/training-history.md
+    # acquired pixel size, readout crops of 96 columns, scanner-like acquisitions with 1-16 coils (a third
+    # with one or two: single-coil and few-channel inputs), every input kind; from trained weights
+    # (--init-from). The stages before it: docs/training-history.md
     "cpu": TrainConfig(model="small-10-view-sharing", epochs=10, steps_per_epoch=100, lr=2e-4,
                        weight_decay=0.01, grad_clip=1.0, unroll_steps=1, val_samples=16,
                        lr_step_epochs=7, curriculum=((0, (8, 16, 24)),), adv_weight=0.1,
                        centre_weights=(("Phantom", 0.25),), reflect_augment=True,
                        source="simulated", crop_width=96,
-                       acquisition=Acquisition(coil_counts=(4, 8, 10, 10, 10, 12, 16))),
+                       acquisition=Acquisition(coil_counts=(1, 1, 2, 4, 8, 10, 10, 12, 16))),
     # equal short budgets for the ablations (full / --no-ear / --no-sda / --no-residual) on CPU
     "ablation": TrainConfig(model="small", epochs=6, steps_per_epoch=150, lr=5e-4, weight_decay=0.01,
                             grad_clip=1.0, unroll_steps=1, val_samples=24, lr_step_epochs=5,
