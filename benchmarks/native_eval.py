@@ -258,7 +258,8 @@ def format_section(rows: list[Row], command: str, machine: dict, weights: dict[s
         n = next(iter(per.values()))[2]
         lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {key[3]} | {n} | "
                      + " | ".join(f"{per[m][0]:.2f} / {per[m][1]:.3f}" if m in per else "" for m in methods) + " |")
-    lines += ["", "Means over cells (PSNR dB), the last column's margins over the others; a cell is one row above:", "",
+    lines += ["", "Means over cells (PSNR dB), the newest GENRE column's margins over the others; a cell is one row "
+              "above:", "",
               format_summary(rows)]
     lines += [""] + [f"![{Path(f).stem}]({f})" for f in figures]
     lines.append(END)
@@ -282,10 +283,10 @@ SUMMARY_GROUPS = (
 
 
 def format_summary(rows: list[Row]) -> str:
-    """Means over the cells of each SUMMARY_GROUPS group, per method, and the last method's margins over the
-    others (markdown table)."""
+    """Means over the cells of each SUMMARY_GROUPS group, per method, and the margins of the last GENRE column
+    (the newest weights; the last method when no GENRE row is there) over the others (markdown table)."""
     methods, cells = summary(rows)
-    last = methods[-1]
+    last = next((m for m in reversed(methods) if m.startswith("GENRE")), methods[-1])
     others = [m for m in methods if m not in (last, NOISE_FREE)]
     lines = ["| cells | n | " + " | ".join(methods) + " | " + " | ".join(f"{last} − {m}" for m in others) + " |",
              "|---|---|" + "---|" * (len(methods) + len(others))]

@@ -219,3 +219,14 @@ def test_native_eval_needs_weights_or_peers(capsys):
     from benchmarks.native_eval import main
     assert main(["--out", "unused.md"]) == 2
     assert "give --weights, --peers or both" in capsys.readouterr().err
+
+
+def test_native_eval_summary_gives_the_newest_genre_column_s_margins_over_the_peers():
+    from benchmarks.native_eval import Row, format_summary
+    rows = [Row("held-out cine", "kt", "ktUniform", 8, "c", method, psnr, 0.5)
+            for method, psnr in (("zero-filled", 20.0), ("GENRE stage 8", 25.0), ("GENRE stage 9", 26.0),
+                                 ("varnet", 24.0), ("sigpy-cs", 22.0))]
+    table = format_summary(rows)
+    assert "GENRE stage 9 − varnet" in table and "GENRE stage 9 − sigpy-cs" in table and "sigpy-cs − " not in table
+    line = next(l for l in table.splitlines() if l.startswith("| held-out cine, every kind"))
+    assert line.endswith("| +6.00 | +1.00 | +2.00 | +4.00 |")
