@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from benchmarks.bench_predict import replace_section
+from benchmarks.loader_rate import time_loader
 from model.allocator import retain_freed_memory
 from model.config import preset
 from model.generator import flops_per_output_slice
@@ -110,18 +111,16 @@ def measure(sampler: WindowSampler, workers: int, samples: int, windows_per_read
     sampler.windows_per_read, sampler._held = windows_per_read, None
     Path("/proc/self/clear_refs").write_text("5")          # restart this process's VmHWM
     loader = epoch_loader(sampler, (8, 16, 24), samples, seed=0, rank=0, epoch=workers, workers=workers)
-    started = time.perf_counter()
-    first, worker_peaks = None, {}
-    for _ in loader:
-        if first is None:
-            first = time.perf_counter()
-        # polled at every sample: a worker that has drawn its share exits before the last sample arrives
+    worker_peaks: dict[int, float] = {}
+
+    def poll() -> None:
+        # at every sample: a worker that has drawn its share exits before the last sample arrives
         for pid in children() if workers else ():
             worker_peaks[pid] = max(worker_peaks.get(pid, 0.0), peak_rss_gib(pid))
-    done = time.perf_counter()
-    return {"workers": workers, "windows_per_read": windows_per_read, "samples": samples,
-            "first_s": first - started,
-            "samples_per_s": (samples - 1) / (done - first), "trainer_gib": peak_rss_gib(),
+
+    timed = time_loader(loader, poll)
+    return {"workers": workers, "windows_per_read": windows_per_read, "samples": timed.windows,
+            "first_s": timed.first_s, "samples_per_s": timed.windows_per_s, "trainer_gib": peak_rss_gib(),
             "worker_gib": list(worker_peaks.values())}
 
 

@@ -4,14 +4,16 @@
     python -m benchmarks.evaluate --data DATA_DIR --out build/eval --results docs/results.md
         [--methods genre cgsense zerofilled] [--weights weights/genre_cmr.pt] [--extra-weights NAME=PATH ...]
         [--peers varnet sigpy-cs] [--peer-weights runs/peers] [--groups seen unseen_centre unseen_contrast]
-        [--device auto]
+        [--device auto] [--ensemble 2] [--single-pass] [--reuse]
 
 DATA_DIR is the output of ``python -m training.build_data``: ``DATA_DIR/eval/{group}/{input,gt_full}`` and
 ``DATA_DIR/build_summary.json``. Each (group, method) runs ``python predict.py`` as a subprocess, exactly as a
 user would, into ``OUT/{group}/{method}`` (emptied first; its log in ``OUT/logs``). Each ``--extra-weights
 NAME=PATH`` is a GENRE generator (an ablation) evaluated as one more method row named NAME; each ``--peers``
 name is a development peer (peers/: predict.py --method NAME, a learned one with ``PEER_WEIGHTS/NAME/NAME.pt``),
-one more row, with GENRE's margin over it and the target that GENRE beats it on every group. Scores are the
+one more row, with GENRE's margin over it and the target that GENRE beats it on every group; ``--single-pass``
+adds GENRE without its reflection ensemble. ``--reuse`` keeps the outputs of a (group, method) run whose
+recorded predict.py command and weights match (``OUT/logs/GROUP-METHOD.json``), so rows can be added later. Scores are the
 organisers' 2024 metric (challenge.scoring: per-image z-score normalisation, the submission as reference for
 4-D arrays, per-file means); the 2024 scorer pools its groups over R, so the per-(trajectory, AF) values here
 are aggregated from the per-file scores with the scorer's own group rule (sum over valid files / N_total,
@@ -46,6 +48,7 @@ METHODS = ("genre", *BASELINES)
 TARGET_PATTERNS = ("ktUniform", "ktGaussian", "ktRadial")
 TARGET_FACTORS = (8, 16, 24)
 GENRE = "genre"
+SINGLE_PASS = "genre-1pass"     # GENRE without its reflection ensemble
 
 PASS, FAIL, NOT_MEASURED = "PASS", "FAIL", "NOT MEASURED"
 
@@ -58,10 +61,12 @@ class EvaluationSetupError(Exception):
 
 @dataclass(frozen=True)
 class MethodSpec:
-    """One row of the tables: a predict.py method, with the weights for GENRE rows."""
+    """One row of the tables: a predict.py method, with the weights for GENRE rows (and, where set, the
+    row's own reflection ensemble instead of --ensemble)."""
     name: str
     method: str
     weights: Path | None = None
+    ensemble: int | None = None
 
 
 @dataclass(frozen=True)
@@ -118,6 +123,8 @@ class PredictRun:
     files_valid: int = 0
     fallbacks: int = 0
     notes: list[str] = field(default_factory=list)
+    weights_sha256: str | None = None
+    reused: bool = False        # outputs of an earlier run with the same command and weights (--reuse)
 
     def caveat(self, expected_method: str) -> str | None:
         """Why this run's outputs are not (all) the expected method's own, or None."""
@@ -221,10 +228,15 @@ def check_targets(scores: dict[str, dict[str, MethodScores]], caveats: dict[str,
 # Running predict.py and scoring.
 
 def method_specs(methods: list[str], weights: Path, extra_weights: list[str], peer_names: list[str] = (),
-                 peer_weights: Path | None = None) -> list[MethodSpec]:
-    """Rows in order: the requested methods, one GENRE row per NAME=PATH ablation, then one row per peer."""
+                 peer_weights: Path | None = None, single_pass: bool = False) -> list[MethodSpec]:
+    """Rows in order: the requested methods (with ``single_pass``, GENRE's one-pass row after its ensemble
+    row), one GENRE row per NAME=PATH ablation, then one row per peer."""
     # predict.py runs from the repository root: paths given relative to the caller's folder are resolved here
     specs = [MethodSpec(m, m, weights.resolve() if m == GENRE else None) for m in methods]
+    if single_pass:
+        if GENRE not in methods:
+            raise EvaluationSetupError("--single-pass: needs genre in --methods")
+        specs.insert(methods.index(GENRE) + 1, MethodSpec(SINGLE_PASS, GENRE, weights.resolve(), ensemble=1))
     for item in extra_weights:
         name, sep, path = item.partition("=")
         if not sep or not name or not path:
@@ -276,23 +288,53 @@ def predict_command(spec: MethodSpec, input_root: Path, output_root: Path, devic
     if spec.weights is not None:
         command += ["--weights", str(spec.weights)]
     if spec.method == GENRE:
-        command += ["--ensemble", str(ensemble)]
+        command += ["--ensemble", str(spec.ensemble or ensemble)]
     if device:
         command += ["--device", device]
     return command
 
 
+def reusable_run(record_path: Path, command: list[str], weights_sha256: str | None,
+                 output_root: Path) -> PredictRun | None:
+    """The earlier run recorded at record_path if it ran this very command on the same weights and its
+    outputs and run report are still there; else None."""
+    if not record_path.is_file() or not (output_root / "run_report.json").is_file():
+        return None
+    try:
+        run = PredictRun(**json.loads(record_path.read_text()))
+    except (ValueError, TypeError) as error:
+        print(f"   note: {record_path} unreadable ({error}): running again", flush=True)
+        return None
+    if run.command != command or run.weights_sha256 != weights_sha256 or run.primary_method is None:
+        return None
+    run.reused = True
+    return run
+
+
 def run_predict(spec: MethodSpec, group: str, input_root: Path, output_root: Path, log_path: Path,
-                device: str | None = None, ensemble: int = DEFAULT_ENSEMBLE) -> PredictRun:
-    """predict.py as a subprocess into a fresh output_root; its stdout and stderr go to log_path."""
+                device: str | None = None, ensemble: int = DEFAULT_ENSEMBLE, reuse: bool = False) -> PredictRun:
+    """predict.py as a subprocess into a fresh output_root; its stdout and stderr go to log_path, what it did
+    to log_path with the suffix .json. With ``reuse``, an earlier run of the same command is kept instead."""
+    command = predict_command(spec, input_root.resolve(), output_root.resolve(), device, ensemble)
+    record_path = log_path.with_suffix(".json")
+    weights_sha256 = None
+    if spec.weights is not None and Path(spec.weights).is_file():
+        from model.checkpoint import file_sha256
+
+        weights_sha256 = file_sha256(Path(spec.weights))
+    if reuse:
+        earlier = reusable_run(record_path, command, weights_sha256, output_root)
+        if earlier is not None:
+            return earlier
     if output_root.exists():
         shutil.rmtree(output_root)
+    record_path.unlink(missing_ok=True)
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    command = predict_command(spec, input_root.resolve(), output_root.resolve(), device, ensemble)
     started = time.monotonic()
     with open(log_path, "w") as log:
         exit_code = subprocess.run(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT).returncode
-    run = PredictRun(group, spec.name, command, exit_code, time.monotonic() - started)
+    run = PredictRun(group, spec.name, command, exit_code, time.monotonic() - started,
+                     weights_sha256=weights_sha256)
     report_path = output_root / "run_report.json"
     if report_path.is_file():
         report = json.loads(report_path.read_text())
@@ -300,6 +342,7 @@ def run_predict(spec: MethodSpec, group: str, input_root: Path, output_root: Pat
         run.files_total, run.files_valid = report["files_total"], report["files_valid"]
         run.fallbacks = sum(f["outcome"] == "fallback" for f in report["files"])
         run.notes = list(report.get("notes", []))
+    record_path.write_text(json.dumps(asdict(run), indent=1) + "\n")
     return run
 
 
@@ -413,7 +456,8 @@ def format_results(results: dict, specs: list[MethodSpec], scores: dict[str, dic
             lines += _weights_lines(weights)
     lines += ["", "## predict.py runs", "", *_table(
         ["group", "method", "exit", "wall (s)", "ran as", "valid / total", "fallbacks"],
-        [[run.group, run.name, str(run.exit_code), f"{run.wall_seconds:.1f}", run.primary_method or "–",
+        [[run.group, run.name, str(run.exit_code),
+          f"{run.wall_seconds:.1f}" + (" (earlier run, --reuse)" if run.reused else ""), run.primary_method or "–",
           f"{run.files_valid} / {run.files_total}", str(run.fallbacks)] for run in runs])]
     for group, group_scores in scores.items():
         lines += ["", f"## Group `{group}`"] + group_tables(group_scores, specs)
@@ -467,7 +511,8 @@ def scores_to_dict(scores: dict[str, dict[str, MethodScores]]) -> dict:
 # CLI.
 
 def evaluate(args: argparse.Namespace, command: str) -> tuple[dict, list[TargetCheck]]:
-    specs = method_specs(args.methods, args.weights, args.extra_weights, args.peers, args.peer_weights)
+    specs = method_specs(args.methods, args.weights, args.extra_weights, args.peers, args.peer_weights,
+                         args.single_pass)
     roots = {group: group_roots(args.data, group) for group in args.groups}
     scores: dict[str, dict[str, MethodScores]] = {}
     runs: list[PredictRun] = []
@@ -478,8 +523,11 @@ def evaluate(args: argparse.Namespace, command: str) -> tuple[dict, list[TargetC
         for spec in specs:
             print(f"== {group}: {spec.name}", flush=True)
             run = run_predict(spec, group, input_root, args.out / group / spec.name,
-                              args.out / "logs" / f"{group}-{spec.name}.log", args.device, args.ensemble)
+                              args.out / "logs" / f"{group}-{spec.name}.log", args.device, args.ensemble,
+                              args.reuse)
             runs.append(run)
+            if run.reused:
+                print("   outputs of an earlier run of the same command (--reuse)", flush=True)
             caveat = run.caveat(spec.method)
             if caveat:
                 print(f"   note: {caveat}", flush=True)
@@ -526,6 +574,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", help="passed to predict.py --device (default: its own)")
     parser.add_argument("--ensemble", type=int, choices=sorted(ENSEMBLES), default=DEFAULT_ENSEMBLE,
                         help="passed to predict.py --ensemble for GENRE rows")
+    parser.add_argument("--single-pass", action="store_true",
+                        help=f"one more row, {SINGLE_PASS!r}: the same generator with --ensemble 1")
+    parser.add_argument("--reuse", action="store_true",
+                        help="keep a (group, method) run's outputs from an earlier run of this evaluation with the "
+                             "same predict.py command instead of running it again (rows added later)")
     return parser.parse_args(argv)
 
 

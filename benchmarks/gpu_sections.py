@@ -517,22 +517,10 @@ def time_train_steps(trainer, sample, steps: int, device: torch.device) -> float
     return (time.perf_counter() - started) / steps
 
 
-def time_loader(sampler, workers: int, windows: int, seed: int, pin_memory: bool) -> tuple[float, float]:
-    """(seconds to the first window, windows/s after it) of one epoch_loader of ``windows`` windows."""
-    from training.loader import epoch_loader
-
-    started = time.perf_counter()
-    first = None
-    for count, _ in enumerate(epoch_loader(sampler, (8, 16, 24), windows, seed, 0, 0, workers,
-                                           pin_memory=pin_memory), start=1):
-        if first is None:
-            first = time.perf_counter()
-    return first - started, (count - 1) / max(time.perf_counter() - first, 1e-9)
-
-
 def check_rates(options: CheckOptions) -> Section:
     from training.config import PRESETS
     from training.trainer import Trainer, simulated_samplers
+    from benchmarks.loader_rate import time_loader
     from training.loader import epoch_loader
 
     device, rows, notes = options.device, [], []
@@ -561,7 +549,9 @@ def check_rates(options: CheckOptions) -> Section:
         if options.seconds_left() < 15:
             notes.append(f"loader with {workers} workers and more: not run, time budget used up")
             break
-        first, rate = time_loader(samplers[1], workers, windows, config.seed, device.type == "cuda")
+        timed = time_loader(epoch_loader(samplers[1], (8, 16, 24), windows, config.seed, 0, 0, workers,
+                                         pin_memory=device.type == "cuda"))
+        first, rate = timed.first_s, timed.windows_per_s
         produced[workers] = rate
         rows.append({"measure": f"loader, {windows} windows", "workers": workers,
                      "s / window": f"{1 / rate:.3f}", "windows/s": f"{rate:.2f}", "peak GiB": "-",

@@ -47,3 +47,24 @@ def test_measured_step_rates_replace_the_flop_estimate_and_every_grouping_is_mea
 def test_measured_rates_must_name_a_configuration():
     with pytest.raises(ValueError, match="not shipped=RATE"):
         bench_loader.parse_rates(["fast=3"])
+
+
+def test_loader_timing_counts_windows_polls_each_and_times_after_the_first():
+    import math
+    import time
+
+    from benchmarks.loader_rate import time_loader
+
+    def slow(n, first_wait):
+        for i in range(n):
+            time.sleep(first_wait if i == 0 else 0.01)
+            yield i
+
+    polls = []
+    timed = time_loader(slow(5, 0.2), lambda: polls.append(1))
+    assert timed.windows == 5 and len(polls) == 5
+    assert timed.first_s >= 0.2                    # the first window's wait is not in the rate
+    assert 0 < timed.windows_per_s <= 4 / 0.04     # 4 windows after the first, >= 10 ms each
+    assert math.isnan(time_loader(iter([0])).windows_per_s)
+    with pytest.raises(ValueError, match="no window"):
+        time_loader(iter([]))

@@ -9,7 +9,8 @@ from benchmarks.bench_predict import (BEGIN, END, outside_network_share, replace
                                       replicated_name)
 from benchmarks.evaluate import (FAIL, NOT_MEASURED, PASS, TARGET_FACTORS, TARGET_PATTERNS, EvaluationSetupError,
                                  MethodScores, MethodSpec, PredictRun, aggregate_cells, check_targets, group_tables,
-                                 method_scores, method_specs, peer_targets, predict_command, psnr_margins)
+                                 method_scores, method_specs, peer_targets, predict_command, psnr_margins,
+                                 run_predict)
 from benchmarks.validation_by_domain import main as validation_by_domain
 from benchmarks.validation_windows import seen_in_training_note
 from challenge import rules
@@ -162,6 +163,58 @@ def test_predict_command_names_the_ensemble_for_genre_rows_only():
     genre = predict_command(MethodSpec("genre", "genre", Path("w.pt")), Path("in"), Path("out"), None, ensemble=4)
     assert genre[genre.index("--ensemble") + 1] == "4" and genre[genre.index("--weights") + 1] == "w.pt"
     assert "--ensemble" not in predict_command(MethodSpec("cgsense", "cgsense"), Path("in"), Path("out"), "cpu")
+
+
+def test_single_pass_row_is_the_same_generator_without_its_ensemble(tmp_path):
+    weights = tmp_path / "genre_cmr.pt"
+    weights.write_bytes(b"w")
+    specs = method_specs(["genre", "zerofilled"], weights, [], single_pass=True)
+    assert [(s.name, s.method, s.weights) for s in specs] == [
+        ("genre", "genre", weights), ("genre-1pass", "genre", weights), ("zerofilled", "zerofilled", None)]
+    single = predict_command(specs[1], Path("in"), Path("out"), None, ensemble=2)
+    plain = predict_command(specs[0], Path("in"), Path("out"), None, ensemble=2)
+    assert single[single.index("--ensemble") + 1] == "1" and plain[plain.index("--ensemble") + 1] == "2"
+    with pytest.raises(EvaluationSetupError, match="needs genre"):
+        method_specs(["zerofilled"], weights, [], single_pass=True)
+
+
+def test_reuse_keeps_an_earlier_run_only_with_the_same_command_weights_and_outputs(tmp_path, monkeypatch):
+    import json
+    import subprocess
+
+    calls = []
+
+    def fake_predict(command, cwd, stdout, stderr):
+        calls.append(command)
+        out = Path(command[command.index("--output") + 1])
+        out.mkdir(parents=True)
+        (out / "run_report.json").write_text(json.dumps({
+            "requested_method": "genre", "primary_method": "genre", "files_total": 1, "files_valid": 1,
+            "files": [{"outcome": "ok"}]}))
+        return subprocess.CompletedProcess(command, 0)
+
+    monkeypatch.setattr("benchmarks.evaluate.subprocess.run", fake_predict)
+    weights = tmp_path / "w.pt"
+    weights.write_bytes(b"one")
+    spec, out, log = MethodSpec("genre", "genre", weights), tmp_path / "out", tmp_path / "logs" / "seen-genre.log"
+
+    def run(reuse=True, ensemble=2):
+        return run_predict(spec, "seen", tmp_path / "in", out, log, None, ensemble, reuse=reuse)
+
+    first = run()
+    assert len(calls) == 1 and not first.reused and log.with_suffix(".json").is_file()
+    again = run()
+    assert len(calls) == 1 and again.reused and again.wall_seconds == first.wall_seconds
+    run(ensemble=4)                             # another command
+    assert len(calls) == 2
+    run(ensemble=4, reuse=False)                # not asked to reuse
+    assert len(calls) == 3
+    weights.write_bytes(b"two")                 # the same path, other weights
+    run(ensemble=4)
+    assert len(calls) == 4
+    (out / "run_report.json").unlink()          # outputs gone
+    run(ensemble=4)
+    assert len(calls) == 5
 
 
 def test_group_tables_show_values_and_margins():

@@ -44,7 +44,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=0,
                         help="DataLoader worker processes drawing windows (0: in the training process)")
     parser.add_argument("--windows-per-read", type=int,
-                        help="training windows drawn from each slice read (default 1: every window reads a slice)")
+                        help="training windows drawn from each slice read (default 4; 1: every window reads a new slice)")
     parser.add_argument("--masks", choices=("drawn", "release", "both"),
                         help="training-tree masks: drawn on the fly (default), the release's own, or either")
     parser.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt")

@@ -39,7 +39,9 @@ class TrainConfig:
     centre_weights: tuple[tuple[str, float], ...] = ()   # (centre, weight): draw its domains this often (1 each)
     reflect_augment: bool = False              # each training window's anatomy reflected along ny / nx at random
     masks: str = "drawn"                       # files: masks "drawn" on the fly, the "release"'s own, or "both"
-    windows_per_read: int = 1                  # files: training windows drawn from each slice read (1: a new slice each)
+    # files: training windows drawn from each slice read (frame, mask and AF drawn anew for each). 4: with one
+    # window per read, 2 workers cannot feed one GPU step of the shipped model (docs/benchmarks.md, bench_loader)
+    windows_per_read: int = 4
     # where windows come from: "files" (a CMRxRecon-format training tree, --data) or "simulated" (training.simulated:
     # native-scale anatomy, a fresh scanner-like acquisition per window, every input kind)
     source: str = "files"
