@@ -121,6 +121,10 @@ class WindowSampler:
         self._held: tuple[TrainingFile, int, np.ndarray] | None = None
         self._held_left = 0
 
+    def release_held(self) -> None:
+        """Forget the held slice: the next draw reads a new one (each epoch starts so)."""
+        self._held, self._held_left = None, 0
+
     def draw(self, rng: np.random.Generator, accelerations: tuple[int, ...]) -> Sample:
         if self._held is not None and self._held_left > 0:
             self._held_left -= 1

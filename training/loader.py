@@ -35,6 +35,11 @@ class EpochWindows(IterableDataset):
         info = get_worker_info()
         worker, workers = (0, 1) if info is None else (info.id, info.num_workers)
         rng = np.random.default_rng(stream_seed(self.seed, self.rank, self.epoch, worker))
+        # a slice held from the previous epoch (windows_per_read > 1, in-process) would make this epoch's windows
+        # depend on the last one's: a resumed run would then differ from a straight one
+        release = getattr(self.sampler, "release_held", None)
+        if release is not None:
+            release()
         for _ in range(worker_share(self.steps, worker, workers)):
             yield self.sampler.draw(rng, self.accelerations)
 
