@@ -108,8 +108,7 @@ def children() -> list[int]:
 
 def measure(sampler: WindowSampler, workers: int, samples: int, windows_per_read: int = 1) -> dict:
     """samples/s after the first sample arrives, and the peak RSS of this process and of each worker."""
-    sampler.windows_per_read = windows_per_read
-    sampler.release_held()
+    sampler.windows_per_read = windows_per_read        # each epoch's windows start from a new slice read
     Path("/proc/self/clear_refs").write_text("5")          # restart this process's VmHWM
     loader = epoch_loader(sampler, (8, 16, 24), samples, seed=0, rank=0, epoch=workers, workers=workers)
     worker_peaks: dict[int, float] = {}
