@@ -3,11 +3,13 @@
 
     python predict.py --method varnet [--weights runs/peers/varnet/varnet.pt] ...   # fastMRI's E2E-VarNet
     python predict.py --method sigpy-cs ...                                         # ESPIRiT + L1-wavelet CS
+    venv-direct/bin/python predict.py --method vsharp ...                           # DIRECT's vSHARP
 
 Development only: the image ships model/ and challenge/ but not this package, and neither imports it at import
 time (model.reconstruction looks peers up only when asked for a method outside its own). The learned peers are
-trained on the project's own windows with ``python -m peers.train``. DIRECT's vSHARP is not here: its package
-(direct-recon 2.1.1 and 2.2.0) requires Python >= 3.12 and the project runs 3.11 (README, Peers).
+trained on the project's own windows with ``python -m peers.train``. DIRECT's vSHARP (``--method vsharp``) needs
+its package, direct-recon, which requires Python >= 3.12 while the project runs 3.11: it runs from a separate 3.12
+environment (docs/peers.md).
 """
 import importlib
 from dataclasses import dataclass
@@ -27,6 +29,8 @@ class Peer:
 
 PEERS = {peer.name: peer for peer in (
     Peer("varnet", "peers.varnet", "fastmri", True, "fastMRI's end-to-end variational network (E2E-VarNet)"),
+    Peer("vsharp", "peers.vsharp", "direct", True, "DIRECT's vSHARP with its ACS sensitivity estimate and "
+         "refinement U-Net (Python >= 3.12)"),
     Peer("sigpy-cs", "peers.sigpy_cs", "sigpy", False, "SigPy's ESPIRiT maps and L1-wavelet compressed sensing"),
 )}
 

@@ -7,9 +7,9 @@ The windows are GENRE's: the training preset's sampler (training.trainer.window_
 native-scale windows simulated on the fly from the training subjects' real cine anatomy and phantoms, every input
 kind, 96-column readout crops), drawn epoch by epoch with the same seeds (training.loader.epoch_loader), and the
 same fixed validation windows of the validation subjects. The peer sees each window's centre frame (it is a
-one-frame method) and learns with its authors' loss and optimiser (the peer module's ``training_loss`` and
-``optimiser``). Training stops at ``--steps`` optimiser steps or ``--max-minutes`` of wall time, whichever comes
-first (the preset's epoch count does not apply); each epoch ends with a validation (SSIM and PSNR as training.trainer.Trainer.validate computes them) and
+one-frame method) and learns with its authors' loss, optimiser and learning-rate schedule (the peer module's
+``training_loss``, ``optimiser`` and, where it has one, ``scheduler``). Training stops at ``--steps`` optimiser
+steps or ``--max-minutes`` of wall time, whichever comes first (the preset's epoch count does not apply); each epoch ends with a validation (SSIM and PSNR as training.trainer.Trainer.validate computes them) and
 the epoch with the best validation SSIM is exported (GENRE's selection rule) to RUN_DIR/NAME.pt with its record.
 """
 from __future__ import annotations
@@ -79,6 +79,8 @@ def train_peer(peer: str, config: TrainConfig, run_dir: Path, *, data: list[Path
     hparams = {**module.HPARAMS, **(hparams or {})}
     network = module.new_network(hparams).to(device).train()
     optimiser = module.optimiser(network.parameters())
+    # the peer's learning-rate schedule, stepped per optimiser step as its authors' trainer does (none: constant)
+    schedule = module.scheduler(optimiser) if hasattr(module, "scheduler") else None
     started = time.time()
     deadline = started + 60 * max_minutes if max_minutes is not None else None
     history = [{"epoch": 0, "step": 0, **validate(module, network, val_samples, device)}]
@@ -95,6 +97,8 @@ def train_peer(peer: str, config: TrainConfig, run_dir: Path, *, data: list[Path
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
                 optimiser.step()
+                if schedule is not None:
+                    schedule.step()
                 step += 1
                 writer.writerow([epoch, step, sample.pattern, sample.acceleration, f"{loss.item():.6f}",
                                  f"{time.time() - started:.1f}"])
