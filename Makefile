@@ -4,7 +4,7 @@ SAMPLE ?= data/sample
 OUT ?= build
 YEARS ?= 2023 2024 2025
 
-.PHONY: setup sample-data smoke test test-image-torch test-fast docker-smoke bench eval ablations train train-smoke faults gpu-check gpu-check-dry clean
+.PHONY: setup sample-data smoke test test-image-torch test-direct test-fast docker-smoke bench eval ablations train train-smoke faults gpu-check gpu-check-dry clean
 
 ## setup: install run-time and test packages (CPU torch 2.13.0 unless a torch is already installed)
 setup:
@@ -56,6 +56,18 @@ $(IMAGE_TORCH_VENV)/.installed: requirements.txt requirements-dev.txt requiremen
 	[ -x $(IMAGE_TORCH_VENV)/bin/python ] || $(PYTHON) -m venv $(IMAGE_TORCH_VENV)
 	$(IMAGE_TORCH_VENV)/bin/pip install torch==$(IMAGE_TORCH) -r requirements.txt -r requirements-dev.txt
 	$(IMAGE_TORCH_VENV)/bin/pip install --no-deps -r requirements-dev-nodeps.txt
+	touch $@
+
+## test-direct: the vSHARP peer's tests in a Python 3.12 venv made on first use (direct-recon needs >= 3.12;
+## about 15 min and 6 GB: it brings torch 2.14 with CUDA wheels). Run vSHARP with $(DIRECT_VENV)/bin/python.
+DIRECT_PYTHON ?= python3.12
+DIRECT_VENV ?= .venv-direct
+test-direct: $(DIRECT_VENV)/.installed
+	$(DIRECT_VENV)/bin/python -m pytest -q tests/test_peer_vsharp.py
+
+$(DIRECT_VENV)/.installed: requirements-direct.txt
+	[ -x $(DIRECT_VENV)/bin/python ] || $(DIRECT_PYTHON) -m venv $(DIRECT_VENV)
+	$(DIRECT_VENV)/bin/pip install -r requirements-direct.txt
 	touch $@
 
 test-fast:
