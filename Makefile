@@ -60,7 +60,9 @@ $(IMAGE_TORCH_VENV)/.installed: requirements.txt requirements-dev.txt requiremen
 
 ## test-direct: the vSHARP peer's tests in a Python 3.12 venv made on first use (direct-recon needs >= 3.12;
 ## about 15 min and 6 GB: it brings torch 2.14 with CUDA wheels). Run vSHARP with $(DIRECT_VENV)/bin/python.
-DIRECT_PYTHON ?= python3.12
+# the first Python 3.12 that runs: on PATH, else a pyenv install (its shim refuses 3.12 when 3.11 is global)
+DIRECT_PYTHON ?= $(firstword $(shell python3.12 -c 'import sys; print(sys.executable)' 2>/dev/null) \
+                   $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) python3.12)
 DIRECT_VENV ?= .venv-direct
 test-direct: $(DIRECT_VENV)/.installed
 	$(DIRECT_VENV)/bin/python -m pytest -q tests/test_peer_vsharp.py
