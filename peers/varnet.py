@@ -17,8 +17,7 @@ from fastmri.models import VarNet
 
 from model.normalisation import kspace_scale
 from model.reconstruction import VolumeMeta
-from peers.base import SliceReconstructor
-from peers.checkpoint import load_peer
+from peers.base import LearnedPeer
 
 NAME = "varnet"
 # fastmri.models.VarNet's defaults: the published E2E-VarNet
@@ -66,24 +65,14 @@ def optimiser(parameters) -> torch.optim.Optimizer:
     return torch.optim.Adam(parameters, lr=LEARNING_RATE)
 
 
-class VarNetPeer(SliceReconstructor):
+class VarNetPeer(LearnedPeer):
     name = NAME
 
-    def __init__(self, weights: str | Path, device="cpu", batch_size: int = 8):
-        super().__init__(device, batch_size)
-        hparams, state_dict, self.record = load_peer(weights, NAME)
-        self.network = new_network(hparams)
-        self.network.load_state_dict(state_dict)
-        self.network.to(self.device).eval()
+    def new_network(self, hparams: dict) -> torch.nn.Module:
+        return new_network(hparams)
 
-    @torch.inference_mode()
-    def reconstruct_slice(self, kspace: torch.Tensor, mask: torch.Tensor, meta: VolumeMeta,
-                          frames: list[int]) -> torch.Tensor:
-        image = torch.zeros(kspace.shape[0], *kspace.shape[-2:], device=kspace.device)
-        for start in range(0, len(frames), self.batch_size):
-            chosen = frames[start:start + self.batch_size]
-            image[chosen] = varnet_images(self.network, kspace[chosen], mask[chosen, 0], meta.num_acs)
-        return image
+    def frame_images(self, kspace: torch.Tensor, mask: torch.Tensor, meta: VolumeMeta) -> torch.Tensor:
+        return varnet_images(self.network, kspace, mask, meta.num_acs)
 
 
 def build(weights: Path, device="cpu", batch_size: int = 8) -> VarNetPeer:

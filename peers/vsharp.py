@@ -36,8 +36,7 @@ from torch import nn
 from model.acs import extract_acs
 from model.normalisation import kspace_scale
 from model.reconstruction import VolumeMeta
-from peers.base import SliceReconstructor
-from peers.checkpoint import load_peer
+from peers.base import LearnedPeer
 
 NAME = "vsharp"
 # base_vsharp_2D.yaml's model and sensitivity_model sections
@@ -152,24 +151,14 @@ def scheduler(optimiser: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRSc
                              warmup_iterations=WARMUP_ITERATIONS)
 
 
-class VSharpPeer(SliceReconstructor):
+class VSharpPeer(LearnedPeer):
     name = NAME
 
-    def __init__(self, weights: str | Path, device="cpu", batch_size: int = 8):
-        super().__init__(device, batch_size)
-        hparams, state_dict, self.record = load_peer(weights, NAME)
-        self.network = new_network(hparams)
-        self.network.load_state_dict(state_dict)
-        self.network.to(self.device).eval()
+    def new_network(self, hparams: dict) -> torch.nn.Module:
+        return new_network(hparams)
 
-    @torch.inference_mode()
-    def reconstruct_slice(self, kspace: torch.Tensor, mask: torch.Tensor, meta: VolumeMeta,
-                          frames: list[int]) -> torch.Tensor:
-        image = torch.zeros(kspace.shape[0], *kspace.shape[-2:], device=kspace.device)
-        for start in range(0, len(frames), self.batch_size):
-            chosen = frames[start:start + self.batch_size]
-            image[chosen] = vsharp_images(self.network, kspace[chosen], mask[chosen, 0], meta.num_acs, meta.radial)
-        return image
+    def frame_images(self, kspace: torch.Tensor, mask: torch.Tensor, meta: VolumeMeta) -> torch.Tensor:
+        return vsharp_images(self.network, kspace, mask, meta.num_acs, meta.radial)
 
 
 def build(weights: Path, device="cpu", batch_size: int = 8) -> VSharpPeer:
