@@ -294,3 +294,24 @@ def test_native_eval_real_kspace_cases_use_the_organisers_mask_file():
         image = rss(ifft2c(torch.from_numpy(twix[0].kspace[0])), dim=0).numpy()
         columns = image.sum(0)
         assert columns[:40].sum() < 0.1 * columns.sum()          # the object sits in the central readout half
+
+
+def test_train_kinds_shift_the_training_draws_and_leave_the_validation_windows(monkeypatch):
+    from training import trainer as trainer_module
+    from training.__main__ import build_config, parse_args
+    rng = np.random.default_rng(0)
+    real = [SourceSeries(rng.random((4, 24, 32)).astype(np.float32), centre, f"{centre}_P{i}/cine_sax1")
+            for centre in ("Center001", "Center002") for i in range(5)]
+    monkeypatch.setattr(trainer_module, "real_cine_pool", lambda keep: real)
+    args = parse_args(["--run-dir", "x", "--train-kinds", "kt=0.2", "uniform=0.8"])
+    config = dataclasses.replace(build_config(args), phantoms=1)
+    assert config.train_kind_weights == (("kt", 0.2), ("uniform", 0.8))
+    assert TrainConfig.from_dict(config.to_dict()) == config
+    _, train, val, _ = trainer_module.simulated_samplers(config)
+    assert dict(zip(train.kinds, train.kind_p)) == {"kt": pytest.approx(0.2), "uniform": pytest.approx(0.8)}
+    assert dict(zip(val.kinds, val.kind_p)) == pytest.approx(dict(config.kind_weights))
+    _, train, _, _ = trainer_module.simulated_samplers(dataclasses.replace(config, train_kind_weights=()))
+    assert dict(zip(train.kinds, train.kind_p)) == pytest.approx(dict(config.kind_weights))
+    for bad in (["kt"], ["kt=0"], ["kt=x"]):
+        with pytest.raises(SystemExit, match="--train-kinds"):
+            build_config(parse_args(["--run-dir", "x", "--train-kinds", *bad]))

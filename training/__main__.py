@@ -1,5 +1,6 @@
 """`python -m training --data ROOT [ROOT ...] --run-dir RUN_DIR [--preset cpu] [--workers N] [--masks drawn]
                     [--max-steps N] [--max-minutes M] [--resume] [--init-from WEIGHTS]
+                    [--train-kinds KIND=W ...]
                     [--no-ear --no-sda --no-residual --no-adv]`
 
 Trains GENRE-CMR on CMRxRecon training trees as the 2023, 2024 and 2025 releases unpack (several at once), or
@@ -36,6 +37,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int)
     parser.add_argument("--all-subjects", action="store_true",
                         help="no validation subjects: train on every subject and export the last epoch")
+    parser.add_argument("--train-kinds", nargs="+", metavar="KIND=WEIGHT",
+                        help="simulated source: the training draws' input-kind mix, e.g. kt=0.3 uniform=0.4 "
+                             "static=0.15 mapping=0.15 (validation windows keep the preset's mix)")
     parser.add_argument("--adv-weight", type=float, help="constant on the adversarial term before CoV weighting")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--amp", action="store_true", help="fp16 autocast for the networks on CUDA")
@@ -56,11 +60,28 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def parse_kind_weights(pairs: list[str]) -> tuple[tuple[str, float], ...]:
+    """``["kt=0.3", "uniform=0.4"]`` -> ``(("kt", 0.3), ("uniform", 0.4))``; a malformed pair is an error."""
+    weights = []
+    for pair in pairs:
+        kind, sep, weight = pair.partition("=")
+        try:
+            value = float(weight)
+        except ValueError:
+            value = -1.0
+        if not sep or value <= 0:
+            raise SystemExit(f"--train-kinds: expected KIND=WEIGHT with a positive weight, got {pair!r}")
+        weights.append((kind, value))
+    return tuple(weights)
+
+
 def build_config(args: argparse.Namespace) -> TrainConfig:
     overrides = {"model": args.model, "epochs": args.epochs, "steps_per_epoch": args.steps_per_epoch,
                  "lr": args.lr, "seed": args.seed,
                  "adv_weight": args.adv_weight, "val_fraction": 0.0 if args.all_subjects else None,
                  "masks": args.masks, "windows_per_read": args.windows_per_read}
+    if args.train_kinds:
+        overrides["train_kind_weights"] = parse_kind_weights(args.train_kinds)
     config = dataclasses.replace(PRESETS[args.preset], **{k: v for k, v in overrides.items() if v is not None})
     return dataclasses.replace(config, use_ear=not args.no_ear, use_sda=not args.no_sda,
                                residual=not args.no_residual, use_adv=not args.no_adv,

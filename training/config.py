@@ -48,6 +48,9 @@ class TrainConfig:
     crop_width: int = 0                        # simulated: readout columns per window (hybrid crop); 0 = all
     kind_weights: tuple[tuple[str, float], ...] = (("kt", 0.45), ("uniform", 0.25), ("static", 0.15),
                                                    ("mapping", 0.15))
+    # simulated: the training draws' mix when it differs from kind_weights, which the validation windows keep, so
+    # a stage that shifts its draws is still judged on the windows of the stages before it; () = kind_weights
+    train_kind_weights: tuple[tuple[str, float], ...] = ()
     acs_choices: tuple[int, ...] = (16, 20, 24)   # simulated: ACS lines per window (2024, 2025, 2023)
     phantoms: int = 4                          # simulated: phantom cine series beside the real anatomy
     acquisition: Acquisition = field(default_factory=Acquisition)
@@ -73,8 +76,9 @@ class TrainConfig:
         values["patterns"] = tuple(values["patterns"])
         values["d_betas"] = tuple(values["d_betas"])
         values["centre_weights"] = tuple((str(c), float(w)) for c, w in values.get("centre_weights", ()))
-        if "kind_weights" in values:
-            values["kind_weights"] = tuple((str(k), float(w)) for k, w in values["kind_weights"])
+        for name in ("kind_weights", "train_kind_weights"):
+            if name in values:
+                values[name] = tuple((str(k), float(w)) for k, w in values[name])
         if "acs_choices" in values:
             values["acs_choices"] = tuple(int(a) for a in values["acs_choices"])
         if isinstance(values.get("acquisition"), dict):
