@@ -315,3 +315,32 @@ def test_train_kinds_shift_the_training_draws_and_leave_the_validation_windows(m
     for bad in (["kt"], ["kt=0"], ["kt=x"]):
         with pytest.raises(SystemExit, match="--train-kinds"):
             build_config(parse_args(["--run-dir", "x", "--train-kinds", *bad]))
+
+
+def test_validation_by_kind_draws_each_kind_from_the_validation_subjects_only(monkeypatch):
+    from benchmarks.validation_by_kind import kind_windows, trained_on_validation
+    from training import trainer as trainer_module
+    rng = np.random.default_rng(1)
+    real = [SourceSeries(rng.random((6, 120, 48)).astype(np.float32), "Center001", f"Center001_P{i}/cine_sax1")
+            for i in range(5)]
+    monkeypatch.setattr(trainer_module, "real_cine_pool", lambda keep: real)
+    config = dataclasses.replace(PRESETS["cpu"], phantoms=1, crop_width=32)
+    windows = kind_windows(3, config)
+    again = kind_windows(3, config)
+    assert sorted(windows) == sorted(KINDS) and all(len(w) == 3 for w in windows.values())
+    for kind, samples in windows.items():
+        for sample, same in zip(samples, again[kind]):
+            torch.testing.assert_close(sample.masked_kspace, same.masked_kspace)     # fixed windows
+            rows = sample.mask[0, :, 0, :, 0]
+            assert (sample.pattern == "Uniform") == (kind == "uniform") or kind in ("static", "mapping")
+            if kind in ("uniform", "static"):
+                assert (rows == rows[:1]).all()
+            if kind == "kt":
+                assert sample.pattern.startswith("kt")
+                assert sample.radial or not (rows == rows[:1]).all()             # the lattice moves over frames
+    # the validation subject (one of five at val_fraction 0.2) is the only source: no phantom domain
+    assert {sample.domain for samples in windows.values() for sample in samples} <= {
+        trainer_module.simulated_samplers(config)[0].index("Center001:Cine"),
+        trainer_module.simulated_samplers(config)[0].index("Center001:Mapping")}
+    assert trained_on_validation({"train_config": {"val_fraction": 0.0}})
+    assert not trained_on_validation({"train_config": {"val_fraction": 0.2}})

@@ -1,0 +1,92 @@
+"""Single-pass SSIM / PSNR of several weights files on the simulated source's validation windows, per input kind.
+
+    python -m benchmarks.validation_by_kind --weights A.pt [B.pt ...] [--windows 24] [--out docs/validation-by-kind.md]
+
+The simulated-source presets validate on 16 windows pooled over every input kind; this splits validation by kind
+(k-t, time-constant Uniform, static, mapping-like) so that a stage that shifts its draws towards one kind can be
+judged on that kind, on the validation subjects (preset ``cpu``'s split, seed 0), never on the held-out cases of
+benchmarks.native_eval. Every weights file sees the same windows (fixed seed); metrics as in training validation
+(the window's centre frame against its noisy reference, the volume's maximum as data range).
+"""
+import argparse
+import datetime
+import shlex
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from model.checkpoint import file_sha256, load_generator
+from model.metrics import psnr
+from model.provenance import format_machine, machine_summary
+from training.config import PRESETS, TrainConfig
+from training.losses import ssim_loss
+from training.simulated import KINDS, SimulatedSampler
+from training.trainer import simulated_samplers
+
+SEED = 23
+
+
+def kind_windows(count: int, config: TrainConfig = PRESETS["cpu"]) -> dict[str, list]:
+    """``count`` validation windows per input kind (final-curriculum accelerations), seeded per kind."""
+    domains, _, val, _ = simulated_samplers(config)
+    windows = {}
+    for index, kind in enumerate(KINDS):
+        sampler = SimulatedSampler(val.series, domains, config.acquisition, {kind: 1.0}, config.acs_choices,
+                                   config.crop_width, config.adjacent_frames, reflect_augment=False)
+        rng = np.random.default_rng(SEED + index)
+        windows[kind] = [sampler.draw(rng, config.curriculum[-1][1]) for _ in range(count)]
+    return windows
+
+
+@torch.inference_mode()
+def score(generator, samples) -> tuple[float, float]:
+    """(mean SSIM, mean PSNR) of ``generator``'s single pass over ``samples``."""
+    ssims, psnrs = [], []
+    for sample in samples:
+        image = generator(sample.masked_kspace, sample.mask, sample.num_acs, sample.radial,
+                          sample.shared_kspace).image.float()
+        ssims.append(1 - float(ssim_loss(image, sample.target, sample.data_range)))
+        psnrs.append(psnr(image, sample.target, sample.data_range))
+    return float(np.mean(ssims)), float(np.mean(psnrs))
+
+
+def trained_on_validation(record: dict) -> bool:
+    """Whether these weights' last stage trained on every subject (its validation windows were seen)."""
+    return float(record.get("train_config", {}).get("val_fraction", 0.2)) == 0.0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.validation_by_kind",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--weights", type=Path, nargs="+", required=True)
+    parser.add_argument("--windows", type=int, default=24, help="windows per input kind")
+    parser.add_argument("--out", type=Path, default=Path("docs/validation-by-kind.md"))
+    args = parser.parse_args(argv)
+    command = shlex.join(["python", "-m", "benchmarks.validation_by_kind", *(sys.argv[1:] if argv is None else argv)])
+    loaded = [load_generator(path) for path in args.weights]
+    rows = ["| kind | n | " + " | ".join(f"`{p}`" for p in args.weights) + " |",
+            "|---|---|" + "---|" * len(args.weights)]
+    for kind, samples in kind_windows(args.windows).items():
+        cells = [score(generator, samples) for generator, _ in loaded]
+        rows.append(f"| {kind} | {len(samples)} | " + " | ".join(f"{p:.2f} / {s:.3f}" for s, p in cells) + " |")
+        print(rows[-1], flush=True)
+    notes = [f"  - `{path}`: sha256 `{file_sha256(path)}`"
+             + ("; its last stage trained on every subject, so these windows were seen in training"
+                if trained_on_validation(record) else "")
+             for path, (_, record) in zip(args.weights, loaded)]
+    lines = ["# Validation per input kind (benchmarks/validation_by_kind.py)", "",
+             f"- Date: {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='minutes')}",
+             f"- Machine: {format_machine(machine_summary())}",
+             f"- Command: `{command}`",
+             "- Weights:", *notes,
+             f"- Windows: preset `cpu`'s validation subjects, simulated afresh (seed {SEED} + kind), single pass; "
+             "PSNR dB / SSIM, mean over the windows", "", *rows, ""]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
