@@ -10,7 +10,6 @@ windows (fixed seed); PSNR against the fully sampled centre frame with the volum
 in training validation.
 """
 import argparse
-import datetime
 import shlex
 import sys
 from pathlib import Path
@@ -18,11 +17,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.validation_windows import (GROUPS, SPLIT, draw_windows, seen_in_training_note,
-                                           training_tree_exists, validation_split)
-from model.checkpoint import file_sha256, load_generator
+from benchmarks.validation_windows import (GROUPS, SPLIT, draw_windows, report_lines, seen_in_training_note,
+                                           training_tree_exists, validation_split, weights_note)
+from model.checkpoint import load_generator
 from model.metrics import psnr
-from model.provenance import format_machine, machine_summary
 from training.slice_index import SliceReader
 
 SEED = 11
@@ -61,16 +59,11 @@ def main(argv: list[str] | None = None) -> int:
             means = [mean_psnr(generator, samples, SPLIT.num_acs) for generator, _ in loaded]
             rows.append(f"| {domain} | {label} | {args.windows} | " + " | ".join(f"{m:.2f}" for m in means) + " |")
             print(rows[-1], flush=True)
-    notes = [f"  - `{path}`: sha256 `{file_sha256(path)}`" + "".join(f"; {line[2:]}" for line in
-                                                                      seen_in_training_note(record))
+    notes = [weights_note(path, "".join(f"; {line[2:]}" for line in seen_in_training_note(record)))
              for path, (_, record) in zip(args.weights, loaded)]
-    lines = ["# Validation PSNR per domain (benchmarks/validation_by_domain.py)", "",
-             f"- Date: {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='minutes')}",
-             f"- Machine: {format_machine(machine_summary())}",
-             f"- Command: `{command}`",
-             "- Weights:", *notes,
-             f"- Windows: validation subjects of {args.data} ({len(val_files)} files), seed {SEED}; "
-             "single pass, mean PSNR (dB)", "", *rows, ""]
+    lines = report_lines("Validation PSNR per domain (benchmarks/validation_by_domain.py)", command, notes,
+                         f"validation subjects of {args.data} ({len(val_files)} files), seed {SEED}; single pass, "
+                         "mean PSNR (dB)", rows)
     args.out.write_text("\n".join(lines))
     return 0
 

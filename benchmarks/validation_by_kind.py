@@ -9,7 +9,6 @@ benchmarks.native_eval. Every weights file sees the same windows (fixed seed); m
 (the window's centre frame against its noisy reference, the volume's maximum as data range).
 """
 import argparse
-import datetime
 import shlex
 import sys
 from pathlib import Path
@@ -17,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from model.checkpoint import file_sha256, load_generator
+from benchmarks.validation_windows import report_lines, trained_on_every_subject, weights_note
+from model.checkpoint import load_generator
 from model.metrics import psnr
-from model.provenance import format_machine, machine_summary
 from training.config import PRESETS, TrainConfig
 from training.losses import ssim_loss
 from training.simulated import KINDS, SimulatedSampler
@@ -52,11 +51,6 @@ def score(generator, samples) -> tuple[float, float]:
     return float(np.mean(ssims)), float(np.mean(psnrs))
 
 
-def trained_on_validation(record: dict) -> bool:
-    """Whether these weights' last stage trained on every subject (its validation windows were seen)."""
-    return float(record.get("train_config", {}).get("val_fraction", 0.2)) == 0.0
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.validation_by_kind",
                                      description=__doc__.split("\n\n")[0])
@@ -72,17 +66,12 @@ def main(argv: list[str] | None = None) -> int:
         cells = [score(generator, samples) for generator, _ in loaded]
         rows.append(f"| {kind} | {len(samples)} | " + " | ".join(f"{p:.2f} / {s:.3f}" for s, p in cells) + " |")
         print(rows[-1], flush=True)
-    notes = [f"  - `{path}`: sha256 `{file_sha256(path)}`"
-             + ("; its last stage trained on every subject, so these windows were seen in training"
-                if trained_on_validation(record) else "")
+    notes = [weights_note(path, "; its last stage trained on every subject, so these windows were seen in training"
+                          if trained_on_every_subject(record) else "")
              for path, (_, record) in zip(args.weights, loaded)]
-    lines = ["# Validation per input kind (benchmarks/validation_by_kind.py)", "",
-             f"- Date: {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='minutes')}",
-             f"- Machine: {format_machine(machine_summary())}",
-             f"- Command: `{command}`",
-             "- Weights:", *notes,
-             f"- Windows: preset `cpu`'s validation subjects, simulated afresh (seed {SEED} + kind), single pass; "
-             "PSNR dB / SSIM, mean over the windows", "", *rows, ""]
+    lines = report_lines("Validation per input kind (benchmarks/validation_by_kind.py)", command, notes,
+                         f"preset `cpu`'s validation subjects, simulated afresh (seed {SEED} + kind), single pass; "
+                         "PSNR dB / SSIM, mean over the windows", rows)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines))
     return 0

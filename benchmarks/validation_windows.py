@@ -1,8 +1,11 @@
-"""The validation subjects' windows that benchmarks.ensemble_validation and benchmarks.validation_by_domain
-score: the split every training preset uses (seed 0), never the held-out evaluation trees."""
+"""The validation subjects' windows that benchmarks.ensemble_validation, validation_by_domain and validation_by_kind
+score: the split every training preset uses (seed 0), never the held-out evaluation trees; and their reports' header."""
+import datetime
 import sys
 from pathlib import Path
 
+from model.checkpoint import file_sha256
+from model.provenance import format_machine, machine_summary
 from training.config import PRESETS
 from training.dataset import Sample, WindowSampler, fixed_validation_samples, split_by_subject
 from training.layouts import TrainingFile, find_training_files
@@ -37,10 +40,29 @@ def draw_windows(files: list[TrainingFile], domains: list[str], patterns: tuple[
     return fixed_validation_samples(sampler, count, factors, seed)
 
 
+def trained_on_every_subject(record: dict) -> bool:
+    """Whether these weights' last stage trained with no validation subjects (``--all-subjects``)."""
+    return (record.get("train_config") or {}).get("val_fraction", SPLIT.val_fraction) == 0
+
+
 def seen_in_training_note(record: dict) -> list[str]:
     """A line saying so when the weights trained on every subject, these windows' included."""
-    if (record.get("train_config") or {}).get("val_fraction", SPLIT.val_fraction) > 0:
+    if not trained_on_every_subject(record):
         return []
     return ["- These weights trained on every subject of the tree (`--all-subjects`), so these windows were "
             "seen in training: the table no longer measures held-out quality; the default ensemble was chosen "
             "with weights that had not seen them (docs/training-history.md)"]
+
+
+def report_lines(title: str, command: str, notes: list[str], windows: str, rows: list[str]) -> list[str]:
+    """A validation report: title, date, machine, command, one note line per weights file, the windows, the table."""
+    return [f"# {title}", "",
+            f"- Date: {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='minutes')}",
+            f"- Machine: {format_machine(machine_summary())}",
+            f"- Command: `{command}`",
+            "- Weights:", *notes, f"- Windows: {windows}", "", *rows, ""]
+
+
+def weights_note(path: Path, extra: str = "") -> str:
+    """A report's line naming a weights file by its sha256."""
+    return f"  - `{path}`: sha256 `{file_sha256(path)}`{extra}"

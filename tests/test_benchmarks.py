@@ -12,7 +12,7 @@ from benchmarks.evaluate import (FAIL, NOT_MEASURED, PASS, TARGET_FACTORS, TARGE
                                  method_scores, method_specs, peer_targets, predict_command, psnr_margins,
                                  run_predict)
 from benchmarks.validation_by_domain import main as validation_by_domain
-from benchmarks.validation_windows import seen_in_training_note
+from benchmarks.validation_windows import seen_in_training_note, trained_on_every_subject
 from challenge import rules
 from challenge.scoring import GroupedFileScore, FileScore, ScoreReport, summarise_group
 from model.checkpoint import save_generator
@@ -336,6 +336,8 @@ def test_ensemble_validation_says_when_the_weights_saw_its_windows():
     assert seen_in_training_note({"train_config": {"val_fraction": 0.2}}) == []
     assert seen_in_training_note({}) == []
     assert "seen in training" in seen_in_training_note({"train_config": {"val_fraction": 0.0}})[0]
+    assert trained_on_every_subject({"train_config": {"val_fraction": 0.0}})
+    assert not trained_on_every_subject({"train_config": {"val_fraction": 0.2}}) and not trained_on_every_subject({})
 
 
 def test_validation_by_domain_scores_every_weights_file_on_the_same_windows(tmp_path):
