@@ -18,11 +18,9 @@ import torch
 
 from benchmarks.validation_windows import report_lines, trained_on_every_subject, weights_note
 from model.checkpoint import load_generator
-from model.metrics import psnr
 from training.config import PRESETS, TrainConfig
-from training.losses import ssim_loss
 from training.simulated import KINDS, SimulatedSampler
-from training.trainer import simulated_samplers
+from training.trainer import simulated_samplers, window_scores
 
 SEED = 23
 
@@ -42,13 +40,9 @@ def kind_windows(count: int, config: TrainConfig = PRESETS["cpu"]) -> dict[str, 
 @torch.inference_mode()
 def score(generator, samples) -> tuple[float, float]:
     """(mean SSIM, mean PSNR) of ``generator``'s single pass over ``samples``."""
-    ssims, psnrs = [], []
-    for sample in samples:
-        image = generator(sample.masked_kspace, sample.mask, sample.num_acs, sample.radial,
-                          sample.shared_kspace).image.float()
-        ssims.append(1 - float(ssim_loss(image, sample.target, sample.data_range)))
-        psnrs.append(psnr(image, sample.target, sample.data_range))
-    return float(np.mean(ssims)), float(np.mean(psnrs))
+    scores = [window_scores(generator(sample.masked_kspace, sample.mask, sample.num_acs, sample.radial,
+                                      sample.shared_kspace).image, sample) for sample in samples]
+    return float(np.mean([s for s, _ in scores])), float(np.mean([p for _, p in scores]))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -339,6 +339,6 @@ def test_validation_by_kind_draws_each_kind_from_the_validation_subjects_only(mo
                 assert sample.pattern.startswith("kt")
                 assert sample.radial or not (rows == rows[:1]).all()             # the lattice moves over frames
     # the validation subject (one of five at val_fraction 0.2) is the only source: no phantom domain
+    domains = trainer_module.simulated_samplers(config)[0]
     assert {sample.domain for samples in windows.values() for sample in samples} <= {
-        trainer_module.simulated_samplers(config)[0].index("Center001:Cine"),
-        trainer_module.simulated_samplers(config)[0].index("Center001:Mapping")}
+        domains.index("Center001:Cine"), domains.index("Center001:Mapping")}

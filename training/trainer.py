@@ -193,9 +193,9 @@ class Trainer:
             with self.autocast():
                 output = self.g_module(sample.masked_kspace, sample.mask, sample.num_acs or self.config.num_acs,
                                        sample.radial, sample.shared_kspace)
-            pred = output.image.float()
-            ssims.append(1 - float(ssim_loss(pred, sample.target, sample.data_range)))
-            psnrs.append(psnr(pred, sample.target, sample.data_range))
+            ssim, value = window_scores(output.image, sample)
+            ssims.append(ssim)
+            psnrs.append(value)
         return {"val_ssim": float(np.mean(ssims)), "val_psnr": float(np.mean(psnrs))}
 
     # ----------------------------------------------------------------------------------------- the loop
@@ -366,6 +366,13 @@ def file_samplers(config: TrainConfig, roots: list[Path], run_dir: Path
                "years": sorted({f.year for f in files}), "masks": config.masks,
                "val_subjects": sorted({f.subject for f in val_files})}
     return domains, train, val, summary
+
+
+def window_scores(image: torch.Tensor, sample: Sample) -> tuple[float, float]:
+    """(SSIM, PSNR) of a reconstructed centre frame (1, H, W) against the window's reference, as validation scores it
+    (the volume's maximum as data range)."""
+    image = image.float()
+    return 1 - float(ssim_loss(image, sample.target, sample.data_range)), psnr(image, sample.target, sample.data_range)
 
 
 def simulated_samplers(config: TrainConfig) -> tuple[list[str], SimulatedSampler, SimulatedSampler, dict]:
