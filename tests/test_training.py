@@ -335,3 +335,54 @@ def test_a_one_domain_tree_trains_without_sda_and_says_why_it_needs_it(tmp_path)
     trainer.load_checkpoint(tmp_path / "run" / "again.pt")
     with pytest.raises(ValueError, match="--no-sda"):
         Trainer(smoke_config(), root, tmp_path / "run2")
+
+
+def test_ema_follows_the_weights_and_is_what_validation_scores_and_export_writes(tree, tmp_path):
+    trainer = Trainer(smoke_config(epochs=1, steps_per_epoch=2, ema_decay=0.5), tree, tmp_path)
+    start = {k: v.clone() for k, v in trainer.g_module.state_dict().items()}
+    expected = {k: v.clone() for k, v in start.items()}
+    original_update = trainer.ema.update
+
+    def update_and_track(module):
+        original_update(module)
+        for name, value in module.state_dict().items():
+            if value.is_floating_point():
+                expected[name] = 0.5 * expected[name] + 0.5 * value
+    trainer.ema.update = update_and_track
+    trainer.fit()
+    averaged, raw = trainer.ema.module.state_dict(), trainer.g_module.state_dict()
+    moved = [n for n, v in raw.items() if v.is_floating_point() and not torch.equal(v, start[n])]
+    assert moved, "training changed no weight"
+    for name in moved:
+        torch.testing.assert_close(averaged[name], expected[name], msg=name)
+        assert not torch.equal(averaged[name], raw[name]), name
+    trainer.export_generator(tmp_path / "genre.pt", best=False)
+    generator, record = load_generator(tmp_path / "genre.pt")
+    assert record["train_config"]["ema_decay"] == 0.5
+    for name, value in generator.state_dict().items():
+        torch.testing.assert_close(value, averaged[name], msg=name)
+    assert trainer.history[-1]["val_ssim"] == pytest.approx(trainer.validate()["val_ssim"])
+
+
+def test_ema_restarts_at_the_weights_a_stage_starts_from_and_survives_resume(tree, tmp_path):
+    first = Trainer(smoke_config(), tree, tmp_path / "first")
+    first.fit()
+    first.export_generator(tmp_path / "stage1.pt", best=False)
+    second = Trainer(smoke_config(ema_decay=0.9), tree, tmp_path / "second")
+    second.init_generator(tmp_path / "stage1.pt")
+    for name, value in first.g_module.state_dict().items():
+        torch.testing.assert_close(second.ema.module.state_dict()[name], value, msg=name)
+    second.fit()
+    resumed = Trainer(smoke_config(ema_decay=0.9), tree, tmp_path / "second")
+    resumed.load_checkpoint(tmp_path / "second" / "last.pt")
+    for name, value in second.ema.module.state_dict().items():
+        torch.testing.assert_close(resumed.ema.module.state_dict()[name], value, msg=name)
+    with pytest.raises(ValueError, match="decay"):
+        Trainer(smoke_config(ema_decay=1.0), tree, tmp_path / "bad")
+
+
+def test_the_cli_ema_flag_sets_the_decay_and_the_default_keeps_none():
+    from training.__main__ import build_config, parse_args
+    assert build_config(parse_args(["--run-dir", "r", "--ema", "0.998"])).ema_decay == 0.998
+    assert build_config(parse_args(["--run-dir", "r"])).ema_decay == 0.0
+    assert TrainConfig.from_dict({k: v for k, v in PRESETS["cpu"].to_dict().items() if k != "ema_decay"}).ema_decay == 0

@@ -1,6 +1,6 @@
 """`python -m training --data ROOT [ROOT ...] --run-dir RUN_DIR [--preset cpu] [--workers N] [--masks drawn]
                     [--max-steps N] [--max-minutes M] [--resume] [--init-from WEIGHTS]
-                    [--train-kinds KIND=W ...]
+                    [--train-kinds KIND=W ...] [--ema DECAY]
                     [--no-ear --no-sda --no-residual --no-adv]`
 
 Trains GENRE-CMR on CMRxRecon training trees as the 2023, 2024 and 2025 releases unpack (several at once), or
@@ -40,6 +40,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--train-kinds", nargs="+", metavar="KIND=WEIGHT",
                         help="simulated source: the training draws' input-kind mix, e.g. kt=0.3 uniform=0.4 "
                              "static=0.15 mapping=0.15 (validation windows keep the preset's mix)")
+    parser.add_argument("--ema", type=float, metavar="DECAY",
+                        help="validate and export an exponential moving average of the generator's weights "
+                             "(e.g. 0.998: a horizon of about 500 steps)")
     parser.add_argument("--adv-weight", type=float, help="constant on the adversarial term before CoV weighting")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--amp", action="store_true", help="fp16 autocast for the networks on CUDA")
@@ -78,7 +81,7 @@ def parse_kind_weights(pairs: list[str]) -> tuple[tuple[str, float], ...]:
 def build_config(args: argparse.Namespace) -> TrainConfig:
     overrides = {"model": args.model, "epochs": args.epochs, "steps_per_epoch": args.steps_per_epoch,
                  "lr": args.lr, "seed": args.seed,
-                 "adv_weight": args.adv_weight, "val_fraction": 0.0 if args.all_subjects else None,
+                 "adv_weight": args.adv_weight, "ema_decay": args.ema, "val_fraction": 0.0 if args.all_subjects else None,
                  "masks": args.masks, "windows_per_read": args.windows_per_read}
     if args.train_kinds:
         overrides["train_kind_weights"] = parse_kind_weights(args.train_kinds)

@@ -54,6 +54,8 @@ class TrainConfig:
     acs_choices: tuple[int, ...] = (16, 20, 24)   # simulated: ACS lines per window (2024, 2025, 2023)
     phantoms: int = 4                          # simulated: phantom cine series beside the real anatomy
     acquisition: Acquisition = field(default_factory=Acquisition)
+    # > 0: validate and export an exponential moving average of the generator's weights (training.ema)
+    ema_decay: float = 0.0
     seed: int = 0
     amp: bool = False                          # fp16 autocast on CUDA for the networks
     log_every: int = 10

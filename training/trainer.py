@@ -24,6 +24,7 @@ from model.provenance import cpu_model
 from training.adversarial import discriminator_step, generator_adv_loss, unrolled_discriminator
 from training.config import TrainConfig
 from training.cov_weighting import CoVWeighting
+from training.ema import WeightAverage
 from training.growth import deepened_state
 from training.dataset import Sample, WindowSampler, fixed_validation_samples, split_by_subject
 from training.layouts import find_training_files
@@ -99,6 +100,7 @@ class Trainer:
         self.started = time.time()
 
         self.g_module = self.generator
+        self.ema = WeightAverage(self.g_module, config.ema_decay) if config.ema_decay > 0 else None
         if self.dist.world_size > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -169,6 +171,8 @@ class Trainer:
         torch.nn.utils.clip_grad_norm_(self.g_module.parameters(), self.config.grad_clip)
         self.scaler.step(self.opt_g)
         self.scaler.update()
+        if self.ema is not None:
+            self.ema.update(self.g_module)
         if self.config.use_adv:
             for p in self.d_module.parameters():
                 p.requires_grad_(True)
@@ -184,14 +188,19 @@ class Trainer:
     def d_module(self):
         return getattr(self.discriminator, "module", self.discriminator)
 
+    @property
+    def shipped_module(self) -> GenreGenerator:
+        """The generator that validation scores and export writes: the weight average when the run keeps one."""
+        return self.ema.module if self.ema is not None else self.g_module
+
     @torch.inference_mode()
     def validate(self) -> dict[str, float]:
-        self.g_module.eval()
+        generator = self.shipped_module.eval()
         ssims, psnrs = [], []
         for sample in self.val_samples:
             sample = self.to_device(sample)
             with self.autocast():
-                output = self.g_module(sample.masked_kspace, sample.mask, sample.num_acs or self.config.num_acs,
+                output = generator(sample.masked_kspace, sample.mask, sample.num_acs or self.config.num_acs,
                                        sample.radial, sample.shared_kspace)
             ssim, value = window_scores(output.image, sample)
             ssims.append(ssim)
@@ -262,6 +271,7 @@ class Trainer:
         return {
             "train_config": self.config.to_dict(), "epoch": self.epoch, "step": self.step,
             "generator": self.g_module.state_dict(), "discriminator": self.d_module.state_dict(),
+            "ema": self.ema.module.state_dict() if self.ema is not None else {},
             "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
             "sched_g": self.sched_g.state_dict(), "sched_d": self.sched_d.state_dict(),
             "cov": self.cov.state_dict(), "sda": self.sda.state_dict() if self.sda else {}, "history": json.dumps(self.history),
@@ -278,6 +288,8 @@ class Trainer:
     def load_checkpoint(self, path: Path) -> None:
         state = torch.load(path, map_location=self.device, weights_only=True)
         self.g_module.load_state_dict(state["generator"])
+        if self.ema is not None:
+            self.ema.module.load_state_dict(state.get("ema") or state["generator"])
         self.d_module.load_state_dict(state["discriminator"])
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
@@ -305,6 +317,8 @@ class Trainer:
             raise ValueError(f"{weights}: its model configuration differs from this run's ({self.config.model})")
         self.g_module.load_state_dict(deepened_state(generator.state_dict(), source.cascades,
                                                      self.model_config.cascades))
+        if self.ema is not None:
+            self.ema.reset(self.g_module)
         self.init_record = {"weights": str(weights), "sha256": record["sha256"], "steps": record.get("steps"),
                             "train_config": record.get("train_config"), "init_from": record.get("init_from")}
 
@@ -312,7 +326,7 @@ class Trainer:
         """The generator of the epoch with the best validation SSIM so far (model selection on the
         validation subjects, never on held-out data)."""
         tmp = self.run_dir / "best.tmp"
-        torch.save({"generator": self.g_module.state_dict(), "epoch": self.epoch, "val_ssim": metrics["val_ssim"],
+        torch.save({"generator": self.shipped_module.state_dict(), "epoch": self.epoch, "val_ssim": metrics["val_ssim"],
                     "val_psnr": metrics["val_psnr"]}, tmp)
         os.replace(tmp, self.run_dir / "best.pt")
 
@@ -320,7 +334,7 @@ class Trainer:
         """Write the shipped-weights file with its training record (config, data, steps, time, metrics).
 
         best: ship the epoch with the best validation SSIM (run_dir/best.pt) rather than the last one."""
-        state, selected = self.g_module.state_dict(), {"epoch": self.epoch, "by": "last epoch"}
+        state, selected = self.shipped_module.state_dict(), {"epoch": self.epoch, "by": "last epoch"}
         best_path = self.run_dir / "best.pt"
         if best and best_path.exists():
             saved = torch.load(best_path, map_location="cpu", weights_only=True)
