@@ -54,3 +54,15 @@ def test_cli_refuses_mismatched_models_and_an_existing_output(tmp_path, capsys):
     (tmp_path / "a.json").write_text(json.dumps(record))
     assert average_main([str(tmp_path / "a.pt"), "--out", str(tmp_path / "y.pt")]) == 2
     assert "sha256" in capsys.readouterr().err
+
+
+def test_a_stage_started_from_an_average_names_the_averaged_generators(tmp_path):
+    from tests.test_training import smoke_config, write_tree
+    from training.trainer import Trainer
+    tree = write_tree(tmp_path / "tree")
+    saved_generator(tmp_path / "a.pt", 1)
+    saved_generator(tmp_path / "b.pt", 2)
+    assert average_main([str(tmp_path / "a.pt"), str(tmp_path / "b.pt"), "--out", str(tmp_path / "soup.pt")]) == 0
+    trainer = Trainer(smoke_config(), tree, tmp_path / "run")
+    trainer.init_generator(tmp_path / "soup.pt")
+    assert [s["weights"] for s in trainer.init_record["averaged_from"]] == [str(tmp_path / "a.pt"), str(tmp_path / "b.pt")]

@@ -321,6 +321,8 @@ class Trainer:
             self.ema.reset(self.g_module)
         self.init_record = {"weights": str(weights), "sha256": record["sha256"], "steps": record.get("steps"),
                             "train_config": record.get("train_config"), "init_from": record.get("init_from")}
+        if "averaged_from" in record:   # a training.average output: name the generators it averaged
+            self.init_record["averaged_from"] = record["averaged_from"]
 
     def save_best(self, metrics: dict) -> None:
         """The generator of the epoch with the best validation SSIM so far (model selection on the
