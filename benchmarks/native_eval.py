@@ -248,7 +248,7 @@ def format_section(rows: list[Row], command: str, machine: dict, weights: dict[s
     methods, cells = summary(rows)
     lines = [BEGIN, "## Native size, every input kind, real k-space (benchmarks/native_eval.py)", "",
              f"`{command}` on {datetime.date.today().isoformat()}; {format_machine(machine)}.",
-             f"GENRE rows: `--ensemble {ensemble}`; " + "; ".join(f"{k} = `{v}`" if v else k
+             f"GENRE rows of this run: `--ensemble {ensemble}`; " + "; ".join(f"{k} = `{v}`" if v else k
                                                                    for k, v in weights.items()) + ".",
              "2024 metric (z-score per image) on each case's centre frame, whole image; PSNR dB / SSIM, mean over "
              "the cases (n).", ""]
