@@ -65,4 +65,5 @@ def test_a_stage_started_from_an_average_names_the_averaged_generators(tmp_path)
     assert average_main([str(tmp_path / "a.pt"), str(tmp_path / "b.pt"), "--out", str(tmp_path / "soup.pt")]) == 0
     trainer = Trainer(smoke_config(), tree, tmp_path / "run")
     trainer.init_generator(tmp_path / "soup.pt")
-    assert [s["weights"] for s in trainer.init_record["averaged_from"]] == [str(tmp_path / "a.pt"), str(tmp_path / "b.pt")]
+    averaged = [s["weights"] for s in trainer.init_record["averaged_from"]]
+    assert averaged == [str(tmp_path / "a.pt"), str(tmp_path / "b.pt")]

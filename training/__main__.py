@@ -81,7 +81,8 @@ def parse_kind_weights(pairs: list[str]) -> tuple[tuple[str, float], ...]:
 def build_config(args: argparse.Namespace) -> TrainConfig:
     overrides = {"model": args.model, "epochs": args.epochs, "steps_per_epoch": args.steps_per_epoch,
                  "lr": args.lr, "seed": args.seed,
-                 "adv_weight": args.adv_weight, "ema_decay": args.ema, "val_fraction": 0.0 if args.all_subjects else None,
+                 "adv_weight": args.adv_weight, "ema_decay": args.ema,
+                 "val_fraction": 0.0 if args.all_subjects else None,
                  "masks": args.masks, "windows_per_read": args.windows_per_read}
     if args.train_kinds:
         overrides["train_kind_weights"] = parse_kind_weights(args.train_kinds)

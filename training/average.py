@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.weights is not None and len(args.weights) != len(args.inputs):
         parser.error(f"--weights: {len(args.weights)} given for {len(args.inputs)} inputs")
-    if args.out.resolve() in {p.resolve() for p in args.inputs} or args.out.exists():
+    if args.out.exists():   # an input included
         parser.error(f"--out {args.out} exists: refusing to overwrite weights")
     command = " ".join(["python", "-m", "training.average", *(sys.argv[1:] if argv is None else argv)])
     try:
