@@ -17,7 +17,8 @@ from challenge.memory import DEFAULT_MAX_MEMORY_BYTES
 from challenge.runner import RunOptions, RunSetupError, run
 from challenge.safe_io import protect_standard_streams
 from model.allocator import retain_freed_memory
-from model.reconstruction import DEFAULT_BATCH_SIZE, DEFAULT_ENSEMBLE, DEFAULT_WEIGHTS, METHODS, peer_methods
+from model.reconstruction import (DEFAULT_BATCH_SIZE, DEFAULT_ENSEMBLE, DEFAULT_HARD_DC, DEFAULT_WEIGHTS, METHODS,
+                                  peer_methods)
 from model.reflection import ENSEMBLES
 
 
@@ -68,6 +69,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "held-back loss) for at most STEPS steps; kept only if that loss fell (default 0: off)")
     parser.add_argument("--adapt-seconds", type=float, default=120.0,
                         help="wall-time budget of --adapt per volume (default 120)")
+    parser.add_argument("--hard-dc", action=argparse.BooleanOptionalAction, default=DEFAULT_HARD_DC,
+                        help="GENRE: each output takes the measured k-space where it was sampled, per coil "
+                             "(hard data consistency after the last cascade)")
     parser.add_argument("--shard", type=parse_shard, default=None,
                         help="K/N: this process does files i with i %% N == K (default: RANK/WORLD_SIZE "
                              "under torchrun, else the whole tree)")
@@ -91,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     options = RunOptions(input_root=args.input, output_root=args.output, method=args.method,
                          weights=args.weights, device=args.device, batch_size=args.batch_size, amp=args.amp,
                          ensemble=args.ensemble, adapt_steps=args.adapt, adapt_seconds=args.adapt_seconds,
+                         hard_dc=args.hard_dc,
                          shard=args.shard, resume=args.resume, crop=args.crop,
                          max_memory_bytes=int(args.max_memory_gb * 2 ** 30))
     try:

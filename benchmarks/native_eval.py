@@ -346,6 +346,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--adapt", type=int, default=0, metavar="STEPS",
                         help="test-time adaptation (model.adaptation) of each case first, at most STEPS steps")
     parser.add_argument("--adapt-seconds", type=float, default=600.0, help="and at most this wall time per case")
+    parser.add_argument("--hard-dc", action="store_true",
+                        help="GENRE rows put the measured k-space back into each output (predict.py --hard-dc)")
     parser.add_argument("--cases", nargs="+", metavar="TEXT",
                         help="only the cases whose 'group kind pattern AF' contains one of these texts")
     parser.add_argument("--merge", type=Path, nargs="*", default=[],
@@ -365,7 +367,9 @@ def main(argv: list[str] | None = None) -> int:
     adapt = AdaptConfig(steps=args.adapt, seconds=args.adapt_seconds) if args.adapt > 0 else None
     if adapt is not None:
         labels = [f"{label} + TTA {args.adapt}" for label in labels]
-    reconstructors = {label: GenreReconstructor(w, ensemble=args.ensemble, adapt=adapt)
+    if args.hard_dc:
+        labels = [f"{label} + hard DC" for label in labels]
+    reconstructors = {label: GenreReconstructor(w, ensemble=args.ensemble, adapt=adapt, hard_dc=args.hard_dc)
                       for label, w in zip(labels, args.weights)}
     peer_weights = {}
     for name in args.peers:

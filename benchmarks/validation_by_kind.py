@@ -1,12 +1,14 @@
 """Single-pass SSIM / PSNR of several weights files on the simulated source's validation windows, per input kind.
 
-    python -m benchmarks.validation_by_kind --weights A.pt [B.pt ...] [--windows 24] [--out docs/validation-by-kind.md]
+    python -m benchmarks.validation_by_kind --weights A.pt [B.pt ...] [--windows 24] [--hard-dc]
+                                            [--out docs/validation-by-kind.md]
 
 The simulated-source presets validate on 16 windows pooled over every input kind; this splits validation by kind
 (k-t, time-constant Uniform, static, mapping-like) so that a stage that shifts its draws towards one kind can be
 judged on that kind, on the validation subjects (preset ``cpu``'s split, seed 0), never on the held-out cases of
 benchmarks.native_eval. Every weights file sees the same windows (fixed seed); metrics as in training validation
-(the window's centre frame against its noisy reference, the volume's maximum as data range).
+(the window's centre frame against its noisy reference, the volume's maximum as data range). ``--hard-dc`` adds a
+column per weights file: the same forward passes with the measured k-space put back (predict.py --hard-dc).
 """
 import argparse
 import shlex
@@ -18,6 +20,7 @@ import torch
 
 from benchmarks.validation_windows import report_lines, trained_on_every_subject, weights_note
 from model.checkpoint import load_generator
+from model.generator import hard_consistent_centre
 from training.config import PRESETS, TrainConfig
 from training.simulated import KINDS, SimulatedSampler
 from training.trainer import simulated_samplers, window_scores
@@ -38,11 +41,17 @@ def kind_windows(count: int, config: TrainConfig = PRESETS["cpu"]) -> dict[str, 
 
 
 @torch.inference_mode()
-def score(generator, samples) -> tuple[float, float]:
-    """(mean SSIM, mean PSNR) of ``generator``'s single pass over ``samples``."""
-    scores = [window_scores(generator(sample.masked_kspace, sample.mask, sample.num_acs, sample.radial,
-                                      sample.shared_kspace).image, sample) for sample in samples]
-    return float(np.mean([s for s, _ in scores])), float(np.mean([p for _, p in scores]))
+def score(generator, samples, hard_dc: bool = False) -> list[tuple[float, float]]:
+    """(mean SSIM, mean PSNR) of ``generator``'s single pass over ``samples``; with ``hard_dc`` a second pair for
+    the same passes with the measurements put back."""
+    scores = []
+    for sample in samples:
+        output = generator(sample.masked_kspace, sample.mask, sample.num_acs, sample.radial, sample.shared_kspace)
+        images = [output.image] + ([hard_consistent_centre(output, sample.masked_kspace, sample.mask)]
+                                   if hard_dc else [])
+        scores.append([window_scores(image, sample) for image in images])
+    return [(float(np.mean([s[v][0] for s in scores])), float(np.mean([s[v][1] for s in scores])))
+            for v in range(len(scores[0]))]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,16 +59,22 @@ def main(argv: list[str] | None = None) -> int:
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--weights", type=Path, nargs="+", required=True)
     parser.add_argument("--windows", type=int, default=24, help="windows per input kind")
+    parser.add_argument("--hard-dc", action="store_true",
+                        help="also score each weights file with the measured k-space put back")
     parser.add_argument("--out", type=Path, default=Path("docs/validation-by-kind.md"))
     args = parser.parse_args(argv)
     command = shlex.join(["python", "-m", "benchmarks.validation_by_kind", *(sys.argv[1:] if argv is None else argv)])
     loaded = [load_generator(path) for path in args.weights]
-    rows = ["| kind | n | " + " | ".join(f"`{p}`" for p in args.weights) + " |",
-            "|---|---|" + "---|" * len(args.weights)]
+    columns = [f"`{p}`" + suffix for p in args.weights for suffix in ([""] + [" + hard DC"] * args.hard_dc)]
+    rows = ["| kind | n | " + " | ".join(columns) + " |", "|---|---|" + "---|" * len(columns)]
+    per_kind = []
     for kind, samples in kind_windows(args.windows).items():
-        cells = [score(generator, samples) for generator, _ in loaded]
+        cells = [cell for generator, _ in loaded for cell in score(generator, samples, args.hard_dc)]
+        per_kind.append(cells)
         rows.append(f"| {kind} | {len(samples)} | " + " | ".join(f"{p:.2f} / {s:.3f}" for s, p in cells) + " |")
         print(rows[-1], flush=True)
+    means = np.mean(np.array(per_kind), axis=0)             # (columns, 2): SSIM, PSNR over the kinds
+    rows.append("| mean over kinds | | " + " | ".join(f"{p:.3f} / {s:.4f}" for s, p in means) + " |")
     notes = [weights_note(path, "; its last stage trained on every subject, so these windows were seen in training"
                           if trained_on_every_subject(record) else "")
              for path, (_, record) in zip(args.weights, loaded)]

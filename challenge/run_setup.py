@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from challenge import memory
-from model.reconstruction import DEFAULT_BATCH_SIZE, DEFAULT_ENSEMBLE, DEFAULT_WEIGHTS
+from model.reconstruction import DEFAULT_BATCH_SIZE, DEFAULT_ENSEMBLE, DEFAULT_HARD_DC, DEFAULT_WEIGHTS
 
 
 class RunSetupError(Exception):
@@ -33,6 +33,7 @@ class RunOptions:
     ensemble: int = DEFAULT_ENSEMBLE            # GENRE reflections averaged per window (model.reflection)
     adapt_steps: int = 0                        # GENRE test-time adaptation steps per volume (0: off)
     adapt_seconds: float = 120.0                # and its wall-time budget per volume
+    hard_dc: bool = DEFAULT_HARD_DC             # GENRE: put the measured k-space back into each output
     shard: tuple[int, int] | None = None        # (K, N): jobs i with i % N == K; None: RANK/WORLD_SIZE under torchrun, else (0, 1)
     resume: bool = False
     crop: bool = False                          # validation-phase run4Ranking crop

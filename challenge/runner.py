@@ -176,6 +176,7 @@ def _default_factory(options: RunOptions, shard: tuple[int, int]) -> Reconstruct
             return build_reconstructor(method, weights=options.weights, batch_size=options.batch_size,
                                        amp=options.amp, ensemble=options.ensemble,
                                        adapt_steps=options.adapt_steps, adapt_seconds=options.adapt_seconds,
+                                       hard_dc=options.hard_dc,
                                        device="cpu" if method == "zerofilled" else device)
         except WeightsUnavailable as error:
             if str(options.weights) in str(error):

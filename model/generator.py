@@ -13,7 +13,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from model.coils import rss, sens_reduce
 from model.config import GeneratorConfig, UnetConfig
-from model.data_consistency import data_gradient, gradient_step, measured_image
+from model.data_consistency import data_gradient, gradient_step, hard_consistent_image, measured_image
 from model.normalisation import fp32_region
 from model.prompt_unet import NormPromptUnet, level_channels
 from model.sense import SenseOperator
@@ -35,6 +35,16 @@ def centre_magnitude(x: torch.Tensor, sens: torch.Tensor) -> torch.Tensor:
     centre = x.shape[1] // 2
     with fp32_region(x.device):
         return rss(sens[:, centre] * x[:, centre].unsqueeze(1))
+
+
+def hard_consistent_centre(output: GeneratorOutput, masked_kspace: torch.Tensor, mask: torch.Tensor
+                           ) -> torch.Tensor:
+    """``output``'s centre frame with the measurements put back (model.data_consistency.hard_consistent_image):
+    masked_kspace (B, F, C, H, W) and mask (B, F, 1, H, W) as the generator saw them -> (B, H, W)."""
+    centre = output.complex_image.shape[1] // 2
+    with fp32_region(masked_kspace.device):
+        return hard_consistent_image(output.complex_image[:, centre], output.sens[:, centre],
+                                     masked_kspace[:, centre].to(torch.complex64), mask[:, centre].float())
 
 
 def central_columns(width: int, fraction: float) -> slice:

@@ -4,7 +4,8 @@ Per slice, every target frame gets its adjacent-frame window (model.window) and,
 configurations, the slice's time-averaged k-space (model.view_sharing); windows are batched
 ``batch_size`` at a time, normalised by model.normalisation.kspace_scale and the output multiplied back.
 With a reflection ensemble (model.reflection) each window is also reconstructed from reflected inputs, each
-image reflected back, and the magnitudes averaged.
+image reflected back, and the magnitudes averaged. With ``hard_dc`` each pass's image puts the measured k-space
+back first (model.generator.hard_consistent_centre).
 """
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +15,7 @@ import torch
 
 from model.adaptation import AdaptConfig, AdaptResult, adapt_generator
 from model.checkpoint import load_generator
+from model.generator import hard_consistent_centre
 from model.interface import VolumeMeta, check_inputs
 from model.normalisation import kspace_scale
 from model.reflection import ENSEMBLES, reflect
@@ -25,11 +27,12 @@ class GenreReconstructor:
     name = "genre"
 
     def __init__(self, weights: str | Path, device: str | torch.device = "cpu", batch_size: int = 8,
-                 amp: bool = False, ensemble: int = 1, adapt: AdaptConfig | None = None):
+                 amp: bool = False, ensemble: int = 1, adapt: AdaptConfig | None = None, hard_dc: bool = False):
         """Loads ``weights`` (raises model.checkpoint.WeightsError, a WeightsUnavailable). ``amp``: fp16
         autocast for the networks, on cuda only; physics stays fp32. ``ensemble``: reflections averaged per
         window, a key of model.reflection.ENSEMBLES (each costs one more forward pass). ``adapt``: fine-tune a
-        copy of the generator on each file's own measurements first (model.adaptation)."""
+        copy of the generator on each file's own measurements first (model.adaptation). ``hard_dc``: each output
+        takes the measured k-space where it was sampled (model.data_consistency.hard_consistent_image)."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if ensemble not in ENSEMBLES:
@@ -40,6 +43,7 @@ class GenreReconstructor:
         self.batch_size = batch_size
         self.amp = amp and self.device.type == "cuda"
         self.adapt = adapt
+        self.hard_dc = hard_dc
         self.last_adaptation: AdaptResult | None = None
 
     def reconstruct(self, kspace: np.ndarray, mask: np.ndarray, meta: VolumeMeta,
@@ -116,9 +120,11 @@ class GenreReconstructor:
             image = 0
             for dims in self.reflections:
                 reflected_shared = None if window_shared is None else reflect(window_shared, dims)
+                reflected_kspace, reflected_mask = reflect(window_kspace, dims), reflect(window_mask, dims)
                 with torch.autocast("cuda", dtype=torch.float16, enabled=self.amp):
-                    result = generator(reflect(window_kspace, dims), reflect(window_mask, dims), meta.num_acs,
-                                            meta.radial, reflected_shared)
-                image = image + reflect(result.image.float(), dims)
+                    result = generator(reflected_kspace, reflected_mask, meta.num_acs, meta.radial, reflected_shared)
+                frame = (hard_consistent_centre(result, reflected_kspace, reflected_mask) if self.hard_dc
+                         else result.image)
+                image = image + reflect(frame.float(), dims)
             images.append(image / len(self.reflections) * scale[:, None, None])
         return torch.cat(images).cpu().numpy()
