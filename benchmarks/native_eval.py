@@ -19,8 +19,8 @@ Groups (nothing here was trained on; the held-out split is training.build_data's
 Metric: the 2024 scorer's (``challenge.scoring.score_file``: z-score per image, PSNR and SSIM) on each case's
 centre frame, whole image. Methods: zero-filled, CG-SENSE, each weights file through
 ``GenreReconstructor.reconstruct_frames`` (predict.py's own path) with ``--ensemble`` passes (and ``--hard-dc``),
-and each ``--peers`` name (development peers, peers/: their ``reconstruct_frames``, predict.py's path too; a learned peer with
-``PEER_WEIGHTS/NAME/NAME.pt``).
+and each ``--peers`` name (development peers, peers/: their ``reconstruct_frames``, predict.py's path too; a learned
+peer with ``PEER_WEIGHTS/NAME/NAME.pt``).
 """
 from __future__ import annotations
 

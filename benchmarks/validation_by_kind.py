@@ -50,8 +50,7 @@ def score(generator, samples, hard_dc: bool = False) -> list[tuple[float, float]
         images = [output.image] + ([hard_consistent_centre(output, sample.masked_kspace, sample.mask)]
                                    if hard_dc else [])
         scores.append([window_scores(image, sample) for image in images])
-    return [(float(np.mean([s[v][0] for s in scores])), float(np.mean([s[v][1] for s in scores])))
-            for v in range(len(scores[0]))]
+    return [(float(ssim), float(psnr)) for ssim, psnr in np.mean(np.array(scores), axis=0)]   # per variant
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,9 +8,9 @@ import torch
 from model.interface import (DEFAULT_BATCH_SIZE, ReconstructionInputError, Reconstructor, VolumeMeta,
                              WeightsUnavailable, check_inputs, resolve_device)
 
-__all__ = ["METHODS", "DEFAULT_WEIGHTS", "DEFAULT_BATCH_SIZE", "DEFAULT_ENSEMBLE", "DEFAULT_HARD_DC", "VolumeMeta", "Reconstructor",
-           "WeightsUnavailable", "ReconstructionInputError", "check_inputs", "resolve_device", "build_reconstructor",
-           "peer_methods"]
+__all__ = ["METHODS", "DEFAULT_WEIGHTS", "DEFAULT_BATCH_SIZE", "DEFAULT_ENSEMBLE", "DEFAULT_HARD_DC", "VolumeMeta",
+           "Reconstructor", "WeightsUnavailable", "ReconstructionInputError", "check_inputs", "resolve_device",
+           "build_reconstructor", "peer_methods"]
 
 METHODS = ("zerofilled", "cgsense", "genre")
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "genre_cmr.pt"
