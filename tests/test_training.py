@@ -187,6 +187,19 @@ def test_a_second_stage_starts_from_exported_weights_and_records_them(tree, tmp_
         other_model.init_generator(tmp_path / "stage1.pt")
 
 
+def test_a_draw_seed_draws_new_windows_on_the_same_split(tree, tmp_path):
+    trainers = {name: Trainer(smoke_config(**changes), tree, tmp_path / name)
+                for name, changes in (("plain", {}), ("same", {"draw_seed": 0}), ("new", {"draw_seed": 7}))}
+    windows = {name: [s.target for s in t.epoch_windows((8,))] for name, t in trainers.items()}
+    for name in ("same", "new"):
+        assert trainers[name].data_summary == trainers["plain"].data_summary
+        for a, b in zip(trainers[name].val_samples, trainers["plain"].val_samples):
+            torch.testing.assert_close(a.target, b.target)
+    for a, b in zip(windows["same"], windows["plain"]):
+        torch.testing.assert_close(a, b)
+    assert not any(a.shape == b.shape and torch.equal(a, b) for a, b in zip(windows["new"], windows["plain"]))
+
+
 @pytest.mark.slow
 def test_torchrun_ddp_two_processes_on_cpu(tree, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}

@@ -34,7 +34,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--steps-per-epoch", type=int)
     parser.add_argument("--lr", type=float)
-    parser.add_argument("--seed", type=int)
+    parser.add_argument("--seed", type=int, help="subject split, validation windows and (by default) the draws")
+    parser.add_argument("--draw-seed", type=int,
+                        help="seed of the training windows' draws (default: --seed); a further stage on the same "
+                             "split gives a new one to see new windows")
     parser.add_argument("--all-subjects", action="store_true",
                         help="no validation subjects: train on every subject and export the last epoch")
     parser.add_argument("--train-kinds", nargs="+", metavar="KIND=WEIGHT",
@@ -80,7 +83,7 @@ def parse_kind_weights(pairs: list[str]) -> tuple[tuple[str, float], ...]:
 
 def build_config(args: argparse.Namespace) -> TrainConfig:
     overrides = {"model": args.model, "epochs": args.epochs, "steps_per_epoch": args.steps_per_epoch,
-                 "lr": args.lr, "seed": args.seed,
+                 "lr": args.lr, "seed": args.seed, "draw_seed": args.draw_seed,
                  "adv_weight": args.adv_weight, "ema_decay": args.ema,
                  "val_fraction": 0.0 if args.all_subjects else None,
                  "masks": args.masks, "windows_per_read": args.windows_per_read}

@@ -56,7 +56,9 @@ class TrainConfig:
     acquisition: Acquisition = field(default_factory=Acquisition)
     # > 0: validate and export an exponential moving average of the generator's weights (training.ema)
     ema_decay: float = 0.0
-    seed: int = 0
+    seed: int = 0                              # subject split, validation windows, phantoms and (by default) draws
+    # training windows' draws when not None: a further stage on the same split sees new windows, not seed's again
+    draw_seed: int | None = None
     amp: bool = False                          # fp16 autocast on CUDA for the networks
     log_every: int = 10
 
@@ -67,6 +69,10 @@ class TrainConfig:
             if epoch >= start:
                 current = factors
         return tuple(current)
+
+    def window_seed(self) -> int:
+        """The seed of the training windows' draws."""
+        return self.seed if self.draw_seed is None else self.draw_seed
 
     def to_dict(self) -> dict:
         return asdict(self)

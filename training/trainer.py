@@ -118,7 +118,7 @@ class Trainer:
 
     def epoch_windows(self, factors: tuple[int, ...]):
         """This rank's training windows of the current epoch, drawn by ``self.workers`` processes."""
-        return epoch_loader(self.train_sampler, factors, self.config.steps_per_epoch, self.config.seed,
+        return epoch_loader(self.train_sampler, factors, self.config.steps_per_epoch, self.config.window_seed(),
                             self.dist.rank, self.epoch, self.workers, pin_memory=self.device.type == "cuda")
 
     def autocast(self):
