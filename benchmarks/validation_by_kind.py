@@ -1,14 +1,16 @@
-"""Single-pass SSIM / PSNR of several weights files on the simulated source's validation windows, per input kind.
+"""SSIM / PSNR of several weights files on the simulated source's validation windows, per input kind (single pass by
+default).
 
     python -m benchmarks.validation_by_kind --weights A.pt [B.pt ...] [--windows 24] [--hard-dc]
-                                            [--out docs/validation-by-kind.md]
+                                            [--ensemble 1 2 4] [--out docs/validation-by-kind.md]
 
 The simulated-source presets validate on 16 windows pooled over every input kind; this splits validation by kind
 (k-t, time-constant Uniform, static, mapping-like) so that a stage that shifts its draws towards one kind can be
 judged on that kind, on the validation subjects (preset ``cpu``'s split, seed 0), never on the held-out cases of
 benchmarks.native_eval. Every weights file sees the same windows (fixed seed); metrics as in training validation
 (the window's centre frame against its noisy reference, the volume's maximum as data range). ``--hard-dc`` adds a
-column per weights file: the same forward passes with the measured k-space put back (predict.py --hard-dc).
+column per weights file: the same forward passes with the measured k-space put back (predict.py --hard-dc);
+``--ensemble 1 2 4`` scores predict.py's reflection ensembles side by side from shared passes.
 """
 import argparse
 import shlex
@@ -21,6 +23,7 @@ import torch
 from benchmarks.validation_windows import report_lines, trained_on_every_subject, weights_note
 from model.checkpoint import load_generator
 from model.generator import hard_consistent_centre
+from model.reflection import ENSEMBLES, reflect
 from training.config import PRESETS, TrainConfig
 from training.simulated import KINDS, SimulatedSampler
 from training.trainer import simulated_samplers, window_scores
@@ -41,14 +44,23 @@ def kind_windows(count: int, config: TrainConfig = PRESETS["cpu"]) -> dict[str, 
 
 
 @torch.inference_mode()
-def score(generator, samples, hard_dc: bool = False) -> list[tuple[float, float]]:
-    """(mean SSIM, mean PSNR) of ``generator``'s single pass over ``samples``; with ``hard_dc`` a second pair for
-    the same passes with the measurements put back."""
+def score(generator, samples, hard_dc: bool = False, ensembles: tuple[int, ...] = (1,)) -> list[tuple[float, float]]:
+    """(mean SSIM, mean PSNR) of ``generator`` over ``samples``, one pair per variant: each reflection ensemble of
+    ``ensembles`` (as predict.py --ensemble averages it) and, with ``hard_dc``, after it the same passes with the
+    measured k-space put back. The passes are shared: ENSEMBLES' reflection sets are prefixes of one another."""
+    passes = ENSEMBLES[max(ensembles, key=lambda e: len(ENSEMBLES[e]))]
     scores = []
     for sample in samples:
-        output = generator(sample.masked_kspace, sample.mask, sample.num_acs, sample.radial, sample.shared_kspace)
-        images = [output.image] + ([hard_consistent_centre(output, sample.masked_kspace, sample.mask)]
-                                   if hard_dc else [])
+        frames = {False: [], True: []}
+        for dims in passes:
+            kspace, mask = reflect(sample.masked_kspace, dims), reflect(sample.mask, dims)
+            shared = None if sample.shared_kspace is None else reflect(sample.shared_kspace, dims)
+            output = generator(kspace, mask, sample.num_acs, sample.radial, shared)
+            frames[False].append(reflect(output.image.float(), dims))
+            if hard_dc:
+                frames[True].append(reflect(hard_consistent_centre(output, kspace, mask).float(), dims))
+        images = [torch.stack(frames[dc][:len(ENSEMBLES[e])]).mean(dim=0)
+                  for e in ensembles for dc in (False, True)[:1 + hard_dc]]
         scores.append([window_scores(image, sample) for image in images])
     return [(float(ssim), float(psnr)) for ssim, psnr in np.mean(np.array(scores), axis=0)]   # per variant
 
@@ -60,15 +72,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--windows", type=int, default=24, help="windows per input kind")
     parser.add_argument("--hard-dc", action="store_true",
                         help="also score each weights file with the measured k-space put back")
+    parser.add_argument("--ensemble", type=int, nargs="+", default=[1], choices=sorted(ENSEMBLES),
+                        help="reflection ensembles to score, each a column per weights file (default: single pass)")
     parser.add_argument("--out", type=Path, default=Path("docs/validation-by-kind.md"))
     args = parser.parse_args(argv)
     command = shlex.join(["python", "-m", "benchmarks.validation_by_kind", *(sys.argv[1:] if argv is None else argv)])
     loaded = [load_generator(path) for path in args.weights]
-    columns = [f"`{p}`" + suffix for p in args.weights for suffix in ([""] + [" + hard DC"] * args.hard_dc)]
+    suffixes = [(f", ensemble {e}" if args.ensemble != [1] else "") + dc
+                for e in args.ensemble for dc in ([""] + [" + hard DC"] * args.hard_dc)]
+    columns = [f"`{p}`{suffix}" for p in args.weights for suffix in suffixes]
     rows = ["| kind | n | " + " | ".join(columns) + " |", "|---|---|" + "---|" * len(columns)]
     per_kind = []
     for kind, samples in kind_windows(args.windows).items():
-        cells = [cell for generator, _ in loaded for cell in score(generator, samples, args.hard_dc)]
+        cells = [cell for generator, _ in loaded for cell in score(generator, samples, args.hard_dc, tuple(args.ensemble))]
         per_kind.append(cells)
         rows.append(f"| {kind} | {len(samples)} | " + " | ".join(f"{p:.2f} / {s:.3f}" for s, p in cells) + " |")
         print(rows[-1], flush=True)
@@ -78,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
                           if trained_on_every_subject(record) else "")
              for path, (_, record) in zip(args.weights, loaded)]
     lines = report_lines("Validation per input kind (benchmarks/validation_by_kind.py)", command, notes,
-                         f"preset `cpu`'s validation subjects, simulated afresh (seed {SEED} + kind), single pass; "
+                         f"preset `cpu`'s validation subjects, simulated afresh (seed {SEED} + kind), "
+                         f"{'single pass' if args.ensemble == [1] else 'reflection ensembles ' + str(args.ensemble)}; "
                          "PSNR dB / SSIM, mean over the windows", rows)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines))
