@@ -42,7 +42,6 @@ from model.reconstruction import DEFAULT_ENSEMBLE
 from model.reflection import ENSEMBLES
 
 BEGIN, END = "<!-- bench_predict:begin -->", "<!-- bench_predict:end -->"
-PHASES = ("read_seconds", "reconstruct_seconds", "write_seconds")
 _PATIENT = re.compile(r"P(\d+)")
 _GPU_POLL_S = 0.5
 

@@ -1,7 +1,7 @@
 """Adversarial losses and the unrolled discriminator (method.md sections 6 and 7.4).
 
 GAN modes: 'vanilla' (BCE-with-logits per patch, pix2pix) and 'lsgan' (MSE to 1/0). Discriminator inputs are
-``(B, 1 | 2, H, W)`` built by :func:`discriminator_input`.
+magnitudes ``(B, 1, H, W)`` on the window's data range (training.trainer).
 """
 import copy
 
@@ -30,20 +30,6 @@ def discriminator_loss(d_logits_real: torch.Tensor, d_logits_fake: torch.Tensor,
                        mode: str = "vanilla") -> torch.Tensor:
     """1/2 [loss(D(real), 1) + loss(D(fake), 0)]; pass logits of a detached fake."""
     return 0.5 * (_patch_loss(d_logits_real, 1.0, mode) + _patch_loss(d_logits_fake, 0.0, mode))
-
-
-def discriminator_input(image: torch.Tensor, data_range: torch.Tensor | float,
-                        condition: torch.Tensor | None = None) -> torch.Tensor:
-    """Magnitude (B, H, W) / L -> (B, 1, H, W); with a condition (B, H, W) (zero-filled magnitude on the same
-    scale) -> (B, 2, H, W). data_range: scalar or (B,)."""
-    if image.ndim != 3 or (condition is not None and condition.shape != image.shape):
-        raise ValueError(
-            f"training/adversarial.py: expected image (B, H, W) and an equal-shape condition, got "
-            f"{tuple(image.shape)} and {None if condition is None else tuple(condition.shape)}"
-        )
-    scale = torch.as_tensor(data_range, dtype=image.dtype, device=image.device).reshape(-1, 1, 1, 1)
-    channels = [image] if condition is None else [image, condition]
-    return torch.stack(channels, dim=1) / scale
 
 
 def discriminator_step(discriminator: nn.Module, d_optimizer: torch.optim.Optimizer, real: torch.Tensor,
