@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from model.discriminator import DiscriminatorConfig, PatchDiscriminator
-from training.adversarial import (discriminator_input, discriminator_loss, discriminator_step,
-                                  generator_adv_loss, unrolled_discriminator)
+from training.adversarial import (discriminator_loss, discriminator_step, generator_adv_loss,
+                                  unrolled_discriminator)
 
 torch.set_num_threads(1)
 
@@ -29,15 +29,6 @@ def test_default_discriminator_size_and_patch_map():
     assert _small_discriminator()(torch.rand(2, 1, 64, 48)).shape == (2, 1, 6, 4)
     with pytest.raises(ValueError, match="discriminator.py"):
         d1(torch.rand(1, 2, 64, 64))
-
-
-def test_discriminator_input_channels_and_scale():
-    image = torch.full((2, 8, 8), 4.0)
-    L = torch.tensor([2.0, 4.0])
-    single = discriminator_input(image, L)
-    assert single.shape == (2, 1, 8, 8)
-    assert torch.allclose(single[:, 0, 0, 0], torch.tensor([2.0, 1.0]))
-    assert discriminator_input(image, L, condition=image / 2).shape == (2, 2, 8, 8)
 
 
 @pytest.mark.parametrize("mode", ["vanilla", "lsgan"])
