@@ -84,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = ["| kind | n | " + " | ".join(columns) + " |", "|---|---|" + "---|" * len(columns)]
     per_kind = []
     for kind, samples in kind_windows(args.windows).items():
-        cells = [cell for generator, _ in loaded for cell in score(generator, samples, args.hard_dc, tuple(args.ensemble))]
+        cells = [cell for generator, _ in loaded
+                 for cell in score(generator, samples, args.hard_dc, tuple(args.ensemble))]
         per_kind.append(cells)
         rows.append(f"| {kind} | {len(samples)} | " + " | ".join(f"{p:.2f} / {s:.3f}" for s, p in cells) + " |")
         print(rows[-1], flush=True)

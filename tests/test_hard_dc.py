@@ -91,23 +91,3 @@ def test_predict_flag_reaches_the_reconstructor(weights, tmp_path):
     options = RunOptions(input_root=tmp_path, output_root=tmp_path / "out", weights=weights, device="cpu",
                          hard_dc=True)
     assert _default_factory(options, (0, 1))("genre").hard_dc
-
-
-def test_validation_by_kind_scores_the_same_passes_with_and_without_hard_dc(weights):
-    from types import SimpleNamespace
-
-    from benchmarks.validation_by_kind import score
-    from model.checkpoint import load_generator
-
-    generator, _ = load_generator(weights)
-    torch.manual_seed(4)
-    frames, coils, ny, nx = 5, 3, 16, 13
-    mask = (torch.rand(1, frames, 1, ny, nx) < 0.3).float()
-    mask[..., ny // 2 - 4:ny // 2 + 4, :] = 1
-    full = complex_randn(1, frames, coils, ny, nx)
-    sample = SimpleNamespace(masked_kspace=mask * full, mask=mask, num_acs=8, radial=False,
-                             shared_kspace=full.mean(dim=1), target=rss(ifft2c(full[:, 2])).float(),
-                             data_range=torch.ones(1))
-    plain = score(generator, [sample])
-    both = score(generator, [sample], hard_dc=True)
-    assert len(plain) == 1 and len(both) == 2 and both[0] == plain[0] and both[1] != both[0]

@@ -72,30 +72,3 @@ def test_run_options_choose_the_ensemble(weights, tmp_path):
     options = RunOptions(input_root=tmp_path, output_root=tmp_path / "out", weights=weights, device="cpu",
                          ensemble=4)
     assert _default_factory(options, (0, 1))("genre").reflections == ENSEMBLES[4]
-
-
-def test_validation_by_kind_scores_each_ensemble_from_shared_passes(weights):
-    from types import SimpleNamespace
-
-    from benchmarks.validation_by_kind import score
-    from model.checkpoint import load_generator
-    from training.trainer import window_scores
-
-    generator, _ = load_generator(weights)
-    torch.manual_seed(5)
-    frames, coils, ny, nx = 5, 3, 16, 13
-    mask = (torch.rand(1, frames, 1, ny, nx) < 0.3).float()
-    mask[..., ny // 2 - 4:ny // 2 + 4, :] = 1
-    full = torch.randn(1, frames, coils, ny, nx, dtype=torch.complex64)
-    target = ifft2c(full[:, 2]).abs().square().sum(dim=1).sqrt()
-    sample = SimpleNamespace(masked_kspace=mask * full, mask=mask, num_acs=8, radial=False,
-                             shared_kspace=full.mean(dim=1), target=target, data_range=target.amax())
-    with torch.inference_mode():
-        passes = [reflect(generator(reflect(sample.masked_kspace, dims), reflect(mask, dims), 8, False,
-                                    reflect(sample.shared_kspace, dims)).image, dims) for dims in ENSEMBLES[4]]
-    expected = [window_scores(torch.stack(passes[:n]).mean(dim=0), sample) for n in (1, 2, 4)]
-    scores = score(generator, [sample], ensembles=(1, 2, 4))
-    assert score(generator, [sample]) == scores[:1]
-    for (ssim, psnr), (want_ssim, want_psnr) in zip(scores, expected):
-        assert ssim == pytest.approx(want_ssim, abs=1e-5) and psnr == pytest.approx(want_psnr, abs=1e-4)
-    assert len({round(p, 4) for _, p in scores}) == 3          # three different images

@@ -1,0 +1,71 @@
+"""benchmarks.validation_by_kind's scoring: its variants (reflection ensembles, hard DC) on one toy window."""
+import dataclasses
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from benchmarks.validation_by_kind import score
+from model.config import PRESETS
+from model.fftc import ifft2c
+from model.generator import GenreGenerator, hard_consistent_centre
+from model.reflection import ENSEMBLES, reflect
+from training.trainer import window_scores
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def generator():
+    torch.manual_seed(0)
+    return GenreGenerator(dataclasses.replace(PRESETS["tiny"], view_sharing=True)).eval()
+
+
+@pytest.fixture(scope="module")
+def sample():
+    """A training-like window: (1, F, C, H, W) k-space with a centre-filled random mask, its centre frame's RSS."""
+    torch.manual_seed(5)
+    frames, coils, ny, nx = 5, 3, 16, 13
+    mask = (torch.rand(1, frames, 1, ny, nx) < 0.3).float()
+    mask[..., ny // 2 - 4:ny // 2 + 4, :] = 1
+    full = torch.randn(1, frames, coils, ny, nx, dtype=torch.complex64)
+    target = ifft2c(full[:, 2]).abs().square().sum(dim=1).sqrt()
+    return SimpleNamespace(masked_kspace=mask * full, mask=mask, num_acs=8, radial=False,
+                           shared_kspace=full.mean(dim=1), target=target, data_range=target.amax())
+
+
+def passes(generator, sample, dims_list, hard_dc=False):
+    """Each reflection's reconstructed centre frame, reflected back."""
+    images = []
+    with torch.inference_mode():
+        for dims in dims_list:
+            kspace, mask = reflect(sample.masked_kspace, dims), reflect(sample.mask, dims)
+            output = generator(kspace, mask, sample.num_acs, sample.radial, reflect(sample.shared_kspace, dims))
+            image = hard_consistent_centre(output, kspace, mask) if hard_dc else output.image
+            images.append(reflect(image.float(), dims))
+    return images
+
+
+def assert_scores(got, images, sample):
+    for (ssim, psnr), image in zip(got, images, strict=True):
+        want_ssim, want_psnr = window_scores(image, sample)
+        assert ssim == pytest.approx(want_ssim, abs=1e-5) and psnr == pytest.approx(want_psnr, abs=1e-4)
+
+
+def test_each_ensemble_averages_its_reflections(generator, sample):
+    images = passes(generator, sample, ENSEMBLES[4])
+    scores = score(generator, [sample], ensembles=(1, 2, 4))
+    assert score(generator, [sample]) == scores[:1]
+    assert_scores(scores, [torch.stack(images[:n]).mean(dim=0) for n in (1, 2, 4)], sample)
+    assert len({round(p, 4) for _, p in scores}) == 3          # three different images
+
+
+def test_hard_dc_scores_the_same_passes_with_the_measurements_put_back(generator, sample):
+    plain = score(generator, [sample])
+    both = score(generator, [sample], hard_dc=True)
+    assert both[0] == plain[0] and both[1] != both[0]
+    assert_scores(both, passes(generator, sample, [()]) + passes(generator, sample, [()], hard_dc=True), sample)
+    pairs = score(generator, [sample], hard_dc=True, ensembles=(1, 2))
+    hard = passes(generator, sample, ENSEMBLES[2], hard_dc=True)
+    assert pairs[:2] == both
+    assert_scores(pairs[3:], [torch.stack(hard).mean(dim=0)], sample)
