@@ -23,6 +23,7 @@ import torch
 from benchmarks.validation_windows import report_lines, trained_on_every_subject, weights_note
 from model.checkpoint import load_generator
 from model.generator import hard_consistent_centre
+from model.inference import reflection_pass
 from model.reflection import ENSEMBLES, reflect
 from training.config import PRESETS, TrainConfig
 from training.simulated import KINDS, SimulatedSampler
@@ -53,9 +54,8 @@ def score(generator, samples, hard_dc: bool = False, ensembles: tuple[int, ...] 
     for sample in samples:
         frames = {False: [], True: []}
         for dims in passes:
-            kspace, mask = reflect(sample.masked_kspace, dims), reflect(sample.mask, dims)
-            shared = None if sample.shared_kspace is None else reflect(sample.shared_kspace, dims)
-            output = generator(kspace, mask, sample.num_acs, sample.radial, shared)
+            output, kspace, mask = reflection_pass(generator, sample.masked_kspace, sample.mask, sample.num_acs,
+                                                   sample.radial, sample.shared_kspace, dims)
             frames[False].append(reflect(output.image.float(), dims))
             if hard_dc:
                 frames[True].append(reflect(hard_consistent_centre(output, kspace, mask).float(), dims))

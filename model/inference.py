@@ -15,12 +15,24 @@ import torch
 
 from model.adaptation import AdaptConfig, AdaptResult, adapt_generator
 from model.checkpoint import load_generator
-from model.generator import hard_consistent_centre
+from model.generator import GeneratorOutput, hard_consistent_centre
 from model.interface import VolumeMeta, check_inputs
 from model.normalisation import kspace_scale
 from model.reflection import ENSEMBLES, reflect
 from model.view_sharing import shared_kspace
 from model.window import adjacent_frames
+
+
+def reflection_pass(generator, masked_kspace: torch.Tensor, mask: torch.Tensor, num_acs: int, radial: bool,
+                    shared: torch.Tensor | None, dims: tuple[int, ...], amp: bool = False
+                    ) -> tuple[GeneratorOutput, torch.Tensor, torch.Tensor]:
+    """One pass of a reflection ensemble: ``generator`` on its window inputs (masked k-space (B, F, C, H, W), mask
+    (B, F, 1, H, W), view-shared k-space or None) reflected along ``dims`` (model.reflection). Returns (output,
+    reflected k-space, reflected mask); the caller reflects the output's image back with ``reflect(image, dims)``."""
+    kspace, mask = reflect(masked_kspace, dims), reflect(mask, dims)
+    shared = None if shared is None else reflect(shared, dims)
+    with torch.autocast("cuda", dtype=torch.float16, enabled=amp):
+        return generator(kspace, mask, num_acs, radial, shared), kspace, mask
 
 
 class GenreReconstructor:
@@ -119,10 +131,8 @@ class GenreReconstructor:
             window_kspace = window_kspace / scale[:, None, None, None, None]
             image = 0
             for dims in self.reflections:
-                reflected_shared = None if window_shared is None else reflect(window_shared, dims)
-                reflected_kspace, reflected_mask = reflect(window_kspace, dims), reflect(window_mask, dims)
-                with torch.autocast("cuda", dtype=torch.float16, enabled=self.amp):
-                    result = generator(reflected_kspace, reflected_mask, meta.num_acs, meta.radial, reflected_shared)
+                result, reflected_kspace, reflected_mask = reflection_pass(
+                    generator, window_kspace, window_mask, meta.num_acs, meta.radial, window_shared, dims, self.amp)
                 frame = (hard_consistent_centre(result, reflected_kspace, reflected_mask) if self.hard_dc
                          else result.image)
                 image = image + reflect(frame.float(), dims)

@@ -193,9 +193,9 @@ def test_a_draw_seed_draws_new_windows_on_the_same_split(tree, tmp_path):
     windows = {name: [s.target for s in t.epoch_windows((8,))] for name, t in trainers.items()}
     for name in ("same", "new"):
         assert trainers[name].data_summary == trainers["plain"].data_summary
-        for a, b in zip(trainers[name].val_samples, trainers["plain"].val_samples):
+        for a, b in zip(trainers[name].val_samples, trainers["plain"].val_samples, strict=True):
             torch.testing.assert_close(a.target, b.target)
-    for a, b in zip(windows["same"], windows["plain"]):
+    for a, b in zip(windows["same"], windows["plain"], strict=True):
         torch.testing.assert_close(a, b)
     assert not any(a.shape == b.shape and torch.equal(a, b) for a, b in zip(windows["new"], windows["plain"]))
 
