@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from model.checkpoint import load_generator, save_generator
 from model.config import preset
-from model.discriminator import DiscriminatorConfig, PatchDiscriminator
+from training.discriminator import DiscriminatorConfig, PatchDiscriminator
 from model.generator import GenreGenerator
 from model.metrics import psnr
 from model.provenance import cpu_model

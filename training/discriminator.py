@@ -1,8 +1,8 @@
 """PatchGAN discriminator (pix2pix ``NLayerDiscriminator`` layout) with InstanceNorm for batch size 1.
 
-Input ``(B, in_channels, H, W)``: channel 0 is the centre-frame magnitude divided by the target volume max;
-an optional channel 1 is the zero-filled magnitude (same scale) as the condition. Output ``(B, 1, h, w)``
-patch logits, ``h = H // 8 - 2`` for H divisible by 8 (70x70 receptive field at the defaults).
+Input ``(B, 1, H, W)``: the centre-frame magnitude divided by the target volume max (unconditioned: the
+trainer never gives it the zero-filled image). Output ``(B, 1, h, w)`` patch logits, ``h = H // 8 - 2`` for H
+divisible by 8 (70x70 receptive field at the defaults). Training only: the image does not ship it.
 """
 from dataclasses import dataclass
 
@@ -12,7 +12,6 @@ from torch import nn
 
 @dataclass(frozen=True)
 class DiscriminatorConfig:
-    in_channels: int = 1        # 1: magnitude only; 2: magnitude + zero-filled condition
     ndf: int = 64               # filters of the first conv
     n_layers: int = 3           # stride-2 convs after the first one (pix2pix 'basic' = 3)
     init_std: float = 0.02      # pix2pix normal init
@@ -21,13 +20,13 @@ class DiscriminatorConfig:
 class PatchDiscriminator(nn.Module):
     def __init__(self, config: DiscriminatorConfig = DiscriminatorConfig()):
         super().__init__()
-        if config.in_channels < 1 or config.ndf < 1 or config.n_layers < 1:
-            raise ValueError(f"model/discriminator.py: invalid DiscriminatorConfig {config}")
+        if config.ndf < 1 or config.n_layers < 1:
+            raise ValueError(f"training/discriminator.py: invalid DiscriminatorConfig {config}")
         self.config = config
         kernel, pad = 4, 1
         # InstanceNorm has no affine parameters here (pix2pix 'instance'), so every conv keeps its bias.
         layers: list[nn.Module] = [
-            nn.Conv2d(config.in_channels, config.ndf, kernel, stride=2, padding=pad),
+            nn.Conv2d(1, config.ndf, kernel, stride=2, padding=pad),
             nn.LeakyReLU(0.2, inplace=True),
         ]
         channels = config.ndf
@@ -51,10 +50,10 @@ class PatchDiscriminator(nn.Module):
                 nn.init.zeros_(module.bias)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        """image (B, in_channels, H, W) real -> patch logits (B, 1, h, w)."""
-        if image.ndim != 4 or image.shape[1] != self.config.in_channels:
+        """image (B, 1, H, W) real -> patch logits (B, 1, h, w)."""
+        if image.ndim != 4 or image.shape[1] != 1:
             raise ValueError(
-                f"model/discriminator.py: expected input (B, {self.config.in_channels}, H, W), "
+                f"training/discriminator.py: expected input (B, 1, H, W), "
                 f"got {tuple(image.shape)}"
             )
         return self.layers(image)
