@@ -53,7 +53,6 @@ class PatchDiscriminator(nn.Module):
         """image (B, 1, H, W) real -> patch logits (B, 1, h, w)."""
         if image.ndim != 4 or image.shape[1] != 1:
             raise ValueError(
-                f"training/discriminator.py: expected input (B, 1, H, W), "
-                f"got {tuple(image.shape)}"
+                f"training/discriminator.py: expected input (B, 1, H, W), got {tuple(image.shape)}"
             )
         return self.layers(image)

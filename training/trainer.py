@@ -17,13 +17,13 @@ from tqdm import tqdm
 
 from model.checkpoint import load_generator, save_generator
 from model.config import preset
-from training.discriminator import DiscriminatorConfig, PatchDiscriminator
 from model.generator import GenreGenerator
 from model.metrics import psnr
 from model.provenance import cpu_model
 from training.adversarial import discriminator_step, generator_adv_loss, unrolled_discriminator
 from training.config import TrainConfig
 from training.cov_weighting import CoVWeighting
+from training.discriminator import DiscriminatorConfig, PatchDiscriminator
 from training.ema import WeightAverage
 from training.growth import deepened_state
 from training.dataset import Sample, WindowSampler, fixed_validation_samples, split_by_subject
