@@ -275,6 +275,9 @@ SUMMARY_GROUPS = (
     ("held-out cine, every kind", lambda g, k, p, r: g == "held-out cine"),
     ("unseen centre, every kind", lambda g, k, p, r: g == "unseen centre"),
     ("simulated, k-t AF 8/16", lambda g, k, p, r: g in SIMULATED and k == "kt" and r in (8, 16)),
+    # issue 15's AF 8/16 target is per trajectory
+    *((f"simulated, {t} AF 8/16", lambda g, k, p, r, t=t: g in SIMULATED and k == "kt" and p == t and r in (8, 16))
+      for t in ("ktUniform", "ktGaussian", "ktRadial")),
     ("simulated, k-t AF 24", lambda g, k, p, r: g in SIMULATED and k == "kt" and r == 24),
     ("simulated, Uniform AF 8/16", lambda g, k, p, r: g in SIMULATED and k == "uniform"),
     ("simulated, static", lambda g, k, p, r: g in SIMULATED and k == "static"),

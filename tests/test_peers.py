@@ -230,3 +230,15 @@ def test_native_eval_summary_gives_the_newest_genre_column_s_margins_over_the_pe
     assert "GENRE stage 9 − varnet" in table and "GENRE stage 9 − sigpy-cs" in table and "sigpy-cs − " not in table
     line = next(l for l in table.splitlines() if l.startswith("| held-out cine, every kind"))
     assert line.endswith("| +6.00 | +1.00 | +2.00 | +4.00 |")
+
+
+def test_native_eval_summary_has_a_row_per_trajectory_for_the_af_8_16_target():
+    from benchmarks.native_eval import Row, format_summary
+    rows = [Row(group, "kt", pattern, factor, "c", method, psnr + (pattern == "ktRadial") + (factor == 24), 0.5)
+            for group in ("held-out cine", "unseen centre") for pattern in ("ktUniform", "ktRadial")
+            for factor in (8, 16, 24) for method, psnr in (("zero-filled", 20.0), ("GENRE stage 9", 26.0))]
+    lines = {l.split(" | ")[0][2:]: l for l in format_summary(rows).splitlines()[2:]}
+    assert lines["simulated, ktUniform AF 8/16"].startswith("| simulated, ktUniform AF 8/16 | 4 | 20.00 | 26.00 |")
+    assert lines["simulated, ktRadial AF 8/16"].startswith("| simulated, ktRadial AF 8/16 | 4 | 21.00 | 27.00 |")
+    assert lines["simulated, k-t AF 8/16"].startswith("| simulated, k-t AF 8/16 | 8 | 20.50 | 26.50 |")
+    assert "simulated, ktGaussian AF 8/16" not in lines

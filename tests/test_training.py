@@ -394,6 +394,15 @@ def test_ema_restarts_at_the_weights_a_stage_starts_from_and_survives_resume(tre
         Trainer(smoke_config(ema_decay=1.0), tree, tmp_path / "bad")
 
 
+def test_the_cli_lr_step_flag_overrides_the_preset_and_rejects_zero(tmp_path, capsys):
+    from training.__main__ import build_config, parse_args
+    assert build_config(parse_args(["--run-dir", "r", "--lr-step-epochs", "100"])).lr_step_epochs == 100
+    assert build_config(parse_args(["--run-dir", "r"])).lr_step_epochs == PRESETS["cpu"].lr_step_epochs
+    assert train_main(["--run-dir", str(tmp_path / "r"), "--lr-step-epochs", "0"]) == 2
+    assert "--lr-step-epochs" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
 def test_the_cli_ema_flag_sets_the_decay_and_the_default_keeps_none():
     from training.__main__ import build_config, parse_args
     assert build_config(parse_args(["--run-dir", "r", "--ema", "0.998"])).ema_decay == 0.998

@@ -34,6 +34,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--steps-per-epoch", type=int)
     parser.add_argument("--lr", type=float)
+    parser.add_argument("--lr-step-epochs", type=int, metavar="N",
+                        help="multiply the learning rates by the preset's gamma every N epochs (default: the "
+                             "preset's; N >= --epochs keeps them constant)")
     parser.add_argument("--seed", type=int, help="subject split, validation windows and (by default) the draws")
     parser.add_argument("--draw-seed", type=int,
                         help="seed of the training windows' draws (default: --seed); a further stage on the same "
@@ -83,7 +86,7 @@ def parse_kind_weights(pairs: list[str]) -> tuple[tuple[str, float], ...]:
 
 def build_config(args: argparse.Namespace) -> TrainConfig:
     overrides = {"model": args.model, "epochs": args.epochs, "steps_per_epoch": args.steps_per_epoch,
-                 "lr": args.lr, "seed": args.seed, "draw_seed": args.draw_seed,
+                 "lr": args.lr, "lr_step_epochs": args.lr_step_epochs, "seed": args.seed, "draw_seed": args.draw_seed,
                  "adv_weight": args.adv_weight, "ema_decay": args.ema,
                  "val_fraction": 0.0 if args.all_subjects else None,
                  "masks": args.masks, "windows_per_read": args.windows_per_read}
@@ -108,8 +111,8 @@ def main(argv=None) -> int:
     if config.source == "files" and args.data is None:
         print(f"--data is required: preset {args.preset} trains on a CMRxRecon-format training tree", file=sys.stderr)
         return 2
-    if args.workers < 0 or (args.max_steps is not None and args.max_steps < 1):
-        print("--workers must be >= 0 and --max-steps >= 1", file=sys.stderr)
+    if args.workers < 0 or (args.max_steps is not None and args.max_steps < 1) or config.lr_step_epochs < 1:
+        print("--workers must be >= 0, --max-steps and --lr-step-epochs >= 1", file=sys.stderr)
         return 2
     try:
         trainer = Trainer(config, args.data, args.run_dir, device=device, workers=args.workers)
