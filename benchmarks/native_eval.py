@@ -101,6 +101,9 @@ class Case:
         return rss(ifft2c(torch.from_numpy(self.kspace[self.frame])), dim=0).numpy()
 
 
+SIMULATED = ("held-out cine", "unseen centre")
+
+
 def heldout_series(subjects: int | None) -> list[tuple[str, str, np.ndarray]]:
     """(group, subject, native-size cine (12, ny, nx)) of the held-out subjects and the unseen centre."""
     chosen = []
@@ -116,8 +119,13 @@ def heldout_series(subjects: int | None) -> list[tuple[str, str, np.ndarray]]:
 
 
 def simulated_cases(series: list[tuple[str, str, np.ndarray]], seed: int = 0) -> list[Case]:
+    """The SIM_CASES acquisitions of each series. A series' draws depend only on its group and its rank in that group
+    (interleaved as the --subjects 1 runs numbered them), so a larger --subjects adds cases and changes none."""
     cases = []
-    for index, (group, name, cine) in enumerate(series):
+    ranks: dict[str, int] = {}
+    for group, name, cine in series:
+        rank = ranks[group] = ranks.get(group, -1) + 1
+        index = rank * len(SIMULATED) + SIMULATED.index(group)
         for case_index, (kind, pattern, factor, source) in enumerate(SIM_CASES):
             rng = np.random.default_rng([seed, index, case_index])
             frame = cine[len(cine) // 2]
@@ -266,7 +274,6 @@ def format_section(rows: list[Row], command: str, machine: dict, weights: dict[s
     return "\n".join(lines) + "\n"
 
 
-SIMULATED = ("held-out cine", "unseen centre")
 # (label, which cells): the summary's groups of cells; the one-frame ktUniform rows of the real groups are left
 # out, being the Uniform masks again (a k-t lattice on a single frame is the Uniform one)
 SUMMARY_GROUPS = (

@@ -342,3 +342,22 @@ def test_validation_by_kind_draws_each_kind_from_the_validation_subjects_only(mo
     domains = trainer_module.simulated_samplers(config)[0]
     assert {sample.domain for samples in windows.values() for sample in samples} <= {
         domains.index("Center001:Cine"), domains.index("Center001:Mapping")}
+
+
+def test_native_eval_cases_of_a_series_do_not_depend_on_how_many_subjects_run(monkeypatch):
+    from benchmarks import native_eval
+    monkeypatch.setattr(native_eval, "SIM_CASES", native_eval.SIM_CASES[:2])
+    rng = np.random.default_rng(1)
+    cines = [phantom_pool(1, rng)[0].images[:, 100:132, 168:232] for _ in range(2)]
+    one = native_eval.simulated_cases([("held-out cine", "a", cines[0]), ("unseen centre", "b", cines[1])])
+    two = native_eval.simulated_cases([("held-out cine", "a", cines[0]), ("held-out cine", "a2", cines[1]),
+                                       ("unseen centre", "b", cines[1]), ("unseen centre", "b2", cines[0])])
+    kept = [c for c in two if c.name in ("a", "b")]
+    assert len(kept) == len(one) == 4
+    for mine, theirs in zip(one, kept):
+        assert (mine.group, mine.name, mine.pattern) == (theirs.group, theirs.name, theirs.pattern)
+        np.testing.assert_array_equal(mine.kspace, theirs.kspace)
+        np.testing.assert_array_equal(mine.mask, theirs.mask)
+    # an added series draws an acquisition of its own: b2 is a's anatomy, acquired differently
+    a, b2 = one[0].kspace, next(c for c in two if c.name == "b2").kspace
+    assert a.shape != b2.shape or not np.allclose(a, b2)
