@@ -317,6 +317,35 @@ def test_train_kinds_shift_the_training_draws_and_leave_the_validation_windows(m
             build_config(parse_args(["--run-dir", "x", "--train-kinds", *bad]))
 
 
+def test_train_kt_weights_the_training_trajectories_and_keeps_the_earlier_stream(monkeypatch):
+    from training import trainer as trainer_module
+    from training.__main__ import build_config, parse_args
+    rng = np.random.default_rng(0)
+    real = [SourceSeries(rng.random((4, 48, 32)).astype(np.float32), centre, f"{centre}_P{i}/cine_sax1")
+            for centre in ("Center001", "Center002") for i in range(5)]
+    monkeypatch.setattr(trainer_module, "real_cine_pool", lambda keep: real)
+    config = dataclasses.replace(build_config(parse_args(["--run-dir", "x", "--train-kinds", "kt=1",
+                                                          "--train-kt", "ktUniform=3", "ktRadial=1"])), phantoms=1)
+    assert config.train_kt_weights == (("ktUniform", 3.0), ("ktRadial", 1.0))
+    assert TrainConfig.from_dict(config.to_dict()) == config
+    _, train, val, _ = trainer_module.simulated_samplers(config)
+    assert val.kt_p is None
+    draws = np.random.default_rng(1)
+    patterns = [train.draw(draws, (8,)).pattern for _ in range(40)]
+    assert set(patterns) == {"ktUniform", "ktRadial"} and patterns.count("ktUniform") > 20
+    for bad in (["ktUniform"], ["ktUniform=0"], ["Uniform=1"]):
+        with pytest.raises(SystemExit, match="--train-kt"):
+            build_config(parse_args(["--run-dir", "x", "--train-kt", *bad]))
+    # without the option a seed draws what it drew for the stages before it (patterns, AF, ACS of 12 windows)
+    sampler = SimulatedSampler(real[:1], ["Center001:Cine", "Center001:Mapping"], Acquisition(),
+                               {"kt": 0.4, "uniform": 0.2, "static": 0.2, "mapping": 0.2})
+    draws = np.random.default_rng(5)
+    got = [(w.pattern, w.acceleration, w.num_acs) for w in (sampler.draw(draws, (8, 16)) for _ in range(12))]
+    assert got == [("Uniform", 4, 20), ("Uniform", 16, 24), ("ktUniform", 8, 16), ("ktGaussian", 16, 20),
+                   ("ktUniform", 8, 16), ("ktUniform", 16, 24), ("ktGaussian", 8, 16), ("ktGaussian", 16, 24),
+                   ("ktRadial", 16, 20), ("ktRadial", 8, 20), ("ktGaussian", 16, 20), ("ktRadial", 16, 16)]
+
+
 def test_validation_by_kind_draws_each_kind_from_the_validation_subjects_only(monkeypatch):
     from benchmarks.validation_by_kind import kind_windows
     from training import trainer as trainer_module

@@ -20,6 +20,7 @@ import torch
 from model.allocator import retain_freed_memory
 from training.config import PRESETS, TrainConfig
 from training.layouts import LayoutError
+from training.simulated import KT_PATTERNS
 from training.trainer import Trainer
 
 
@@ -46,6 +47,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--train-kinds", nargs="+", metavar="KIND=WEIGHT",
                         help="simulated source: the training draws' input-kind mix, e.g. kt=0.3 uniform=0.4 "
                              "static=0.15 mapping=0.15 (validation windows keep the preset's mix)")
+    parser.add_argument("--train-kt", nargs="+", metavar="PATTERN=WEIGHT",
+                        help="simulated source: how often the training draws' k-t windows take each trajectory, e.g. "
+                             "ktUniform=0.5 ktGaussian=0.25 ktRadial=0.25 (default: equally; validation: equally)")
     parser.add_argument("--ema", type=float, metavar="DECAY",
                         help="validate and export an exponential moving average of the generator's weights "
                              "(e.g. 0.998: a horizon of about 500 steps)")
@@ -69,7 +73,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def parse_kind_weights(pairs: list[str]) -> tuple[tuple[str, float], ...]:
+def parse_kind_weights(pairs: list[str], option: str = "--train-kinds") -> tuple[tuple[str, float], ...]:
     """``["kt=0.3", "uniform=0.4"]`` -> ``(("kt", 0.3), ("uniform", 0.4))``; a malformed pair is an error."""
     weights = []
     for pair in pairs:
@@ -79,7 +83,7 @@ def parse_kind_weights(pairs: list[str]) -> tuple[tuple[str, float], ...]:
         except ValueError:
             value = -1.0
         if not sep or value <= 0:
-            raise SystemExit(f"--train-kinds: expected KIND=WEIGHT with a positive weight, got {pair!r}")
+            raise SystemExit(f"{option}: expected NAME=WEIGHT with a positive weight, got {pair!r}")
         weights.append((kind, value))
     return tuple(weights)
 
@@ -92,6 +96,11 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
                  "masks": args.masks, "windows_per_read": args.windows_per_read}
     if args.train_kinds:
         overrides["train_kind_weights"] = parse_kind_weights(args.train_kinds)
+    if args.train_kt:
+        overrides["train_kt_weights"] = parse_kind_weights(args.train_kt, "--train-kt")
+        unknown = sorted({name for name, _ in overrides["train_kt_weights"]} - set(KT_PATTERNS))
+        if unknown:
+            raise SystemExit(f"--train-kt: {unknown} not among the k-t trajectories {KT_PATTERNS}")
     config = dataclasses.replace(PRESETS[args.preset], **{k: v for k, v in overrides.items() if v is not None})
     return dataclasses.replace(config, use_ear=not args.no_ear, use_sda=not args.no_sda,
                                residual=not args.no_residual, use_adv=not args.no_adv,

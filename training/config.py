@@ -51,6 +51,8 @@ class TrainConfig:
     # simulated: the training draws' mix when it differs from kind_weights, which the validation windows keep, so
     # a stage that shifts its draws is still judged on the windows of the stages before it; () = kind_weights
     train_kind_weights: tuple[tuple[str, float], ...] = ()
+    # simulated: how often the training draws' k-t windows take each trajectory; () = equally (validation: equally)
+    train_kt_weights: tuple[tuple[str, float], ...] = ()
     acs_choices: tuple[int, ...] = (16, 20, 24)   # simulated: ACS lines per window (2024, 2025, 2023)
     phantoms: int = 4                          # simulated: phantom cine series beside the real anatomy
     acquisition: Acquisition = field(default_factory=Acquisition)
@@ -84,7 +86,7 @@ class TrainConfig:
         values["patterns"] = tuple(values["patterns"])
         values["d_betas"] = tuple(values["d_betas"])
         values["centre_weights"] = tuple((str(c), float(w)) for c, w in values.get("centre_weights", ()))
-        for name in ("kind_weights", "train_kind_weights"):
+        for name in ("kind_weights", "train_kind_weights", "train_kt_weights"):
             if name in values:
                 values[name] = tuple((str(k), float(w)) for k, w in values[name])
         if "acs_choices" in values:

@@ -81,7 +81,7 @@ class SimulatedSampler:
     def __init__(self, series: list[SourceSeries], domains: list[str], acquisition: Acquisition,
                  kind_weights: dict[str, float], acs_choices: tuple[int, ...] = (16, 20, 24),
                  crop_width: int = 0, window: int = 5, reflect_augment: bool = True,
-                 centre_weights: dict[str, float] | None = None):
+                 centre_weights: dict[str, float] | None = None, kt_weights: dict[str, float] | None = None):
         if not series:
             raise ValueError("no source series to simulate from")
         unknown = set(kind_weights) - set(KINDS)
@@ -97,6 +97,11 @@ class SimulatedSampler:
         self.series_p = weights / weights.sum()
         self.acs_choices, self.crop_width, self.window = acs_choices, crop_width, window
         self.reflect_augment = reflect_augment
+        if kt_weights and (set(kt_weights) - set(KT_PATTERNS) or min(kt_weights.values()) <= 0):
+            raise ValueError(f"k-t pattern weights must be positive, among {KT_PATTERNS}, got {kt_weights}")
+        # None: the three k-t trajectories equally often (and the draws of the stages before the option)
+        self.kt_p = (np.array([kt_weights.get(p, 0.0) for p in KT_PATTERNS]) / sum(kt_weights.values())
+                     if kt_weights else None)
 
     def draw(self, rng: np.random.Generator, accelerations: tuple[int, ...]) -> Sample:
         source = self.series[rng.choice(len(self.series), p=self.series_p)]
@@ -107,13 +112,20 @@ class SimulatedSampler:
             images = images[:, :, ::-1] if rng.random() < 0.5 else images
         trim = rng.integers(0, 3, 2)                       # odd and even phase-encode counts
         images = np.ascontiguousarray(images[:, trim[0]:images.shape[1] - trim[1]])
-        pattern = {"kt": KT_PATTERNS[rng.integers(3)], "uniform": "Uniform"}.get(kind, ALL_PATTERNS[rng.integers(4)])
+        # both drawn for every window, as since stage 1, so a seed gives the draws it gave the earlier stages
+        kt_pattern, any_pattern = self.kt_pattern(rng), ALL_PATTERNS[rng.integers(4)]
+        pattern = {"kt": kt_pattern, "uniform": "Uniform"}.get(kind, any_pattern)
         factors = tuple(accelerations) + (UNIFORM_EXTRA_FACTORS if pattern == "Uniform" else ())
         factor = int(factors[rng.integers(len(factors))])
         acs_options = [a for a in self.acs_choices if pattern != "ktRadial" or a != 24]   # 2023 has no radial
         num_acs = int(acs_options[rng.integers(len(acs_options))])
         domain = f"{source.center}:{'Mapping' if kind == 'mapping' else 'Cine'}"
         return self.build(images, cyclic, pattern, factor, num_acs, domain, rng)
+
+    def kt_pattern(self, rng: np.random.Generator) -> str:
+        if self.kt_p is None:
+            return KT_PATTERNS[rng.integers(3)]
+        return KT_PATTERNS[rng.choice(len(KT_PATTERNS), p=self.kt_p)]
 
     @staticmethod
     def kind_series(images: np.ndarray, kind: str, rng: np.random.Generator) -> tuple[np.ndarray, bool]:

@@ -409,7 +409,7 @@ def simulated_samplers(config: TrainConfig) -> tuple[list[str], SimulatedSampler
     options = dict(acquisition=config.acquisition, acs_choices=config.acs_choices, crop_width=config.crop_width,
                    window=config.adjacent_frames)
     train = SimulatedSampler(train_series, domains, reflect_augment=config.reflect_augment,
-                             centre_weights=dict(config.centre_weights),
+                             centre_weights=dict(config.centre_weights), kt_weights=dict(config.train_kt_weights),
                              kind_weights=dict(config.train_kind_weights or config.kind_weights), **options)
     val = SimulatedSampler(val_series, domains, reflect_augment=False, kind_weights=dict(config.kind_weights),
                            **options)
