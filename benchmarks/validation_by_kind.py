@@ -1,7 +1,7 @@
 """SSIM / PSNR of several weights files on the simulated source's validation windows, per input kind (single pass by
 default).
 
-    python -m benchmarks.validation_by_kind --weights A.pt [B.pt ...] [--windows 24] [--hard-dc]
+    python -m benchmarks.validation_by_kind --weights A.pt [B.pt ...] [--windows 24] [--hard-dc] [--trajectories]
                                             [--ensemble 1 2 4] [--out docs/validation-by-kind.md]
 
 The simulated-source presets validate on 16 windows pooled over every input kind; this splits validation by kind
@@ -10,7 +10,9 @@ judged on that kind, on the validation subjects (preset ``cpu``'s split, seed 0)
 benchmarks.native_eval. Every weights file sees the same windows (fixed seed); metrics as in training validation
 (the window's centre frame against its noisy reference, the volume's maximum as data range). ``--hard-dc`` adds a
 column per weights file: the same forward passes with the measured k-space put back (predict.py --hard-dc);
-``--ensemble 1 2 4`` scores predict.py's reflection ensembles side by side from shared passes.
+``--ensemble 1 2 4`` scores predict.py's reflection ensembles side by side from shared passes. ``--trajectories``
+adds a row per k-t trajectory (windows of their own, outside the mean over kinds), so that a stage that shifts its k-t
+draws between trajectories shows the trade on the validation subjects.
 """
 import argparse
 import shlex
@@ -26,21 +28,27 @@ from model.generator import hard_consistent_centre
 from model.inference import reflection_pass
 from model.reflection import ENSEMBLES, reflect
 from training.config import PRESETS, TrainConfig
-from training.simulated import KINDS, SimulatedSampler
+from training.simulated import KINDS, KT_PATTERNS, SimulatedSampler
 from training.trainer import simulated_samplers, window_scores
 
 SEED = 23
 
 
-def kind_windows(count: int, config: TrainConfig = PRESETS["cpu"]) -> dict[str, list]:
-    """``count`` validation windows per input kind (final-curriculum accelerations), seeded per kind."""
+def kind_windows(count: int, config: TrainConfig = PRESETS["cpu"], trajectories: bool = False) -> dict[str, list]:
+    """``count`` validation windows per input kind (final-curriculum accelerations), seeded per kind; with
+    ``trajectories`` also per k-t trajectory (keys ``kt:ktUniform`` ...), seeded after the kinds, so the kinds'
+    windows are the same either way."""
     domains, _, val, _ = simulated_samplers(config)
+    draws = [(kind, {kind: 1.0}, None) for kind in KINDS]
+    if trajectories:
+        draws += [(f"kt:{pattern}", {"kt": 1.0}, {pattern: 1.0}) for pattern in KT_PATTERNS]
     windows = {}
-    for index, kind in enumerate(KINDS):
-        sampler = SimulatedSampler(val.series, domains, config.acquisition, {kind: 1.0}, config.acs_choices,
-                                   config.crop_width, config.adjacent_frames, reflect_augment=False)
+    for index, (name, kinds, kt_weights) in enumerate(draws):
+        sampler = SimulatedSampler(val.series, domains, config.acquisition, kinds, config.acs_choices,
+                                   config.crop_width, config.adjacent_frames, reflect_augment=False,
+                                   kt_weights=kt_weights)
         rng = np.random.default_rng(SEED + index)
-        windows[kind] = [sampler.draw(rng, config.curriculum[-1][1]) for _ in range(count)]
+        windows[name] = [sampler.draw(rng, config.curriculum[-1][1]) for _ in range(count)]
     return windows
 
 
@@ -72,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--windows", type=int, default=24, help="windows per input kind")
     parser.add_argument("--hard-dc", action="store_true",
                         help="also score each weights file with the measured k-space put back")
+    parser.add_argument("--trajectories", action="store_true",
+                        help="also a row per k-t trajectory (its own windows; not in the mean over kinds)")
     parser.add_argument("--ensemble", type=int, nargs="+", default=[1], choices=sorted(ENSEMBLES),
                         help="reflection ensembles to score, each a column per weights file (default: single pass)")
     parser.add_argument("--out", type=Path, default=Path("docs/validation-by-kind.md"))
@@ -82,15 +92,20 @@ def main(argv: list[str] | None = None) -> int:
                 for e in args.ensemble for dc in ([""] + [" + hard DC"] * args.hard_dc)]
     columns = [f"`{p}`{suffix}" for p in args.weights for suffix in suffixes]
     rows = ["| kind | n | " + " | ".join(columns) + " |", "|---|---|" + "---|" * len(columns)]
-    per_kind = []
-    for kind, samples in kind_windows(args.windows).items():
+    per_kind, trajectory_rows = [], []
+    for kind, samples in kind_windows(args.windows, trajectories=args.trajectories).items():
         cells = [cell for generator, _ in loaded
                  for cell in score(generator, samples, args.hard_dc, tuple(args.ensemble))]
-        per_kind.append(cells)
-        rows.append(f"| {kind} | {len(samples)} | " + " | ".join(f"{p:.2f} / {s:.3f}" for s, p in cells) + " |")
-        print(rows[-1], flush=True)
+        row = f"| {kind} | {len(samples)} | " + " | ".join(f"{p:.2f} / {s:.3f}" for s, p in cells) + " |"
+        if kind in KINDS:
+            per_kind.append(cells)
+            rows.append(row)
+        else:
+            trajectory_rows.append(row)
+        print(row, flush=True)
     means = np.mean(np.array(per_kind), axis=0)             # (columns, 2): SSIM, PSNR over the kinds
     rows.append("| mean over kinds | | " + " | ".join(f"{p:.3f} / {s:.4f}" for s, p in means) + " |")
+    rows += trajectory_rows
     notes = [weights_note(path, "; its last stage trained on every subject, so these windows were seen in training"
                           if trained_on_every_subject(record) else "")
              for path, (_, record) in zip(args.weights, loaded)]

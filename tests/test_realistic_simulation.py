@@ -17,7 +17,7 @@ from simulation.contrast import t1_series, t2_series
 from simulation.measured_coils import augmented_maps, measured_maps, random_unitary
 from simulation.realistic import Acquisition, acquire, coil_maps, draw_acquisition, noise_factor, simulate
 from training.config import PRESETS, TrainConfig
-from training.simulated import (KINDS, SimulatedSampler, SourceSeries, domain_names, phantom_pool,
+from training.simulated import (KINDS, KT_PATTERNS, SimulatedSampler, SourceSeries, domain_names, phantom_pool,
                                 readout_window)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -371,6 +371,14 @@ def test_validation_by_kind_draws_each_kind_from_the_validation_subjects_only(mo
     domains = trainer_module.simulated_samplers(config)[0]
     assert {sample.domain for samples in windows.values() for sample in samples} <= {
         domains.index("Center001:Cine"), domains.index("Center001:Mapping")}
+    # --trajectories: a window set per k-t trajectory, each of its pattern only; the kinds' windows unchanged
+    more = kind_windows(3, config, trajectories=True)
+    assert list(more) == list(KINDS) + [f"kt:{p}" for p in KT_PATTERNS]
+    for kind in KINDS:
+        for sample, same in zip(windows[kind], more[kind]):
+            torch.testing.assert_close(sample.masked_kspace, same.masked_kspace)
+    for pattern in KT_PATTERNS:
+        assert {sample.pattern for sample in more[f"kt:{pattern}"]} == {pattern}
 
 
 def test_native_eval_cases_of_a_series_do_not_depend_on_how_many_subjects_run(monkeypatch):
