@@ -112,7 +112,7 @@ class SimulatedSampler:
             images = images[:, :, ::-1] if rng.random() < 0.5 else images
         trim = rng.integers(0, 3, 2)                       # odd and even phase-encode counts
         images = np.ascontiguousarray(images[:, trim[0]:images.shape[1] - trim[1]])
-        # both drawn for every window, as since stage 1, so a seed gives the draws it gave the earlier stages
+        # both drawn for every window, as before --train-kt, so a seed gives the draws it gave the earlier stages
         kt_pattern, any_pattern = self.kt_pattern(rng), ALL_PATTERNS[rng.integers(4)]
         pattern = {"kt": kt_pattern, "uniform": "Uniform"}.get(kind, any_pattern)
         factors = tuple(accelerations) + (UNIFORM_EXTRA_FACTORS if pattern == "Uniform" else ())
