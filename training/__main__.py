@@ -20,7 +20,7 @@ import torch
 from model.allocator import retain_freed_memory
 from training.config import PRESETS, TrainConfig
 from training.layouts import LayoutError
-from training.simulated import KT_PATTERNS
+from training.simulated import kt_probabilities
 from training.trainer import Trainer
 
 
@@ -98,9 +98,10 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
         overrides["train_kind_weights"] = parse_kind_weights(args.train_kinds)
     if args.train_kt:
         overrides["train_kt_weights"] = parse_kind_weights(args.train_kt, "--train-kt")
-        unknown = sorted({name for name, _ in overrides["train_kt_weights"]} - set(KT_PATTERNS))
-        if unknown:
-            raise SystemExit(f"--train-kt: {unknown} not among the k-t trajectories {KT_PATTERNS}")
+        try:
+            kt_probabilities(dict(overrides["train_kt_weights"]))
+        except ValueError as error:
+            raise SystemExit(f"--train-kt: {error}") from None
     config = dataclasses.replace(PRESETS[args.preset], **{k: v for k, v in overrides.items() if v is not None})
     return dataclasses.replace(config, use_ear=not args.no_ear, use_sda=not args.no_sda,
                                residual=not args.no_residual, use_adv=not args.no_adv,

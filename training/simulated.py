@@ -75,6 +75,16 @@ def readout_window(nx: int, width: int, rng: np.random.Generator) -> slice:
     return slice(start, start + width)
 
 
+def kt_probabilities(kt_weights: dict[str, float] | None) -> np.ndarray | None:
+    """Each of KT_PATTERNS' probability from positive weights; None without weights: the three equally often, drawn as
+    the stages before the weights were (ValueError on an unknown trajectory or a weight <= 0)."""
+    if not kt_weights:
+        return None
+    if set(kt_weights) - set(KT_PATTERNS) or min(kt_weights.values()) <= 0:
+        raise ValueError(f"k-t trajectory weights must be positive, among {KT_PATTERNS}, got {kt_weights}")
+    return np.array([kt_weights.get(p, 0.0) for p in KT_PATTERNS]) / sum(kt_weights.values())
+
+
 class SimulatedSampler:
     """Draws a source series, an input kind, a pattern, an AF and an ACS size, and builds the window."""
 
@@ -97,11 +107,7 @@ class SimulatedSampler:
         self.series_p = weights / weights.sum()
         self.acs_choices, self.crop_width, self.window = acs_choices, crop_width, window
         self.reflect_augment = reflect_augment
-        if kt_weights and (set(kt_weights) - set(KT_PATTERNS) or min(kt_weights.values()) <= 0):
-            raise ValueError(f"k-t pattern weights must be positive, among {KT_PATTERNS}, got {kt_weights}")
-        # None: the three k-t trajectories equally often (and the draws of the stages before the option)
-        self.kt_p = (np.array([kt_weights.get(p, 0.0) for p in KT_PATTERNS]) / sum(kt_weights.values())
-                     if kt_weights else None)
+        self.kt_p = kt_probabilities(kt_weights)
 
     def draw(self, rng: np.random.Generator, accelerations: tuple[int, ...]) -> Sample:
         source = self.series[rng.choice(len(self.series), p=self.series_p)]
@@ -124,7 +130,7 @@ class SimulatedSampler:
 
     def kt_pattern(self, rng: np.random.Generator) -> str:
         if self.kt_p is None:
-            return KT_PATTERNS[rng.integers(3)]
+            return KT_PATTERNS[rng.integers(len(KT_PATTERNS))]
         return KT_PATTERNS[rng.choice(len(KT_PATTERNS), p=self.kt_p)]
 
     @staticmethod
