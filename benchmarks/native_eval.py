@@ -251,6 +251,37 @@ def summary(rows: list[Row]) -> tuple[list[str], dict[tuple, dict[str, tuple[flo
                            for m, v in per.items()} for key, per in cells.items()}
 
 
+def rows_from_section(text: str) -> list[Row]:
+    """The rows of a table that format_section wrote (the text between BEGIN and END), so that a committed page
+    can be merged when the --json of its runs is gone. A cell of n cases comes back as n cases at the cell's
+    rounded means: the table re-renders unchanged; summary means may move by the rounding (0.01 dB)."""
+    if BEGIN not in text or END not in text:
+        raise ValueError(f"no {BEGIN} ... {END} section")
+    lines = [l for l in text[text.index(BEGIN):text.index(END)].splitlines() if l.startswith("| ")]
+    header = [c.strip() for c in lines[0].strip().strip("|").split("|")]
+    if header[:5] != ["group", "kind", "mask", "AF", "n"]:
+        raise ValueError(f"unexpected table header {header[:5]}")
+    rows = []
+    for line in lines[1:]:
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) != len(header) or not cells[3].isdigit():
+            continue                                   # the summary table below the cells
+        group, kind, pattern, factor, n = cells[:5]
+        for method, cell in zip(header[5:], cells[5:]):
+            if cell:
+                psnr, ssim = (float(x) for x in cell.split(" / "))
+                rows += [Row(group, kind, pattern, int(factor), f"{group} {kind} {pattern} {factor} #{i}", method,
+                             psnr, ssim) for i in range(int(n))]
+    return rows
+
+
+def merged_rows(path: Path) -> list[Row]:
+    """Rows of an earlier run: its --json, or a page (.md) this benchmark wrote."""
+    if path.suffix == ".md":
+        return rows_from_section(path.read_text())
+    return [Row(**r) for r in json.loads(path.read_text())]
+
+
 def format_section(rows: list[Row], command: str, machine: dict, weights: dict[str, str], ensemble: int,
                    figures: list[str]) -> str:
     methods, cells = summary(rows)
@@ -361,7 +392,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", nargs="+", metavar="TEXT",
                         help="only the cases whose 'group kind pattern AF' contains one of these texts")
     parser.add_argument("--merge", type=Path, nargs="*", default=[],
-                        help="rows of earlier runs (their --json) shown in the same table, e.g. baselines")
+                        help="rows of earlier runs shown in the same table, e.g. baselines: their --json, or a page "
+                             "this benchmark wrote (.md; its cells at their rounded means)")
     parser.add_argument("--peers", nargs="*", default=[], metavar="NAME",
                         help="development peers (peers/: varnet, sigpy-cs), each one more column")
     parser.add_argument("--peer-weights", type=Path, help="DIR/NAME/NAME.pt per learned peer (default runs/peers)")
@@ -411,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:
     fresh = evaluate(cases, reconstructors, keep, baselines=not args.no_baselines)
     computed = {r.method for r in fresh}
     # merged rows of a method this run computed again would count its cases twice
-    rows = [Row(**r) for path in args.merge for r in json.loads(path.read_text()) if r["method"] not in computed]
+    rows = [r for path in args.merge for r in merged_rows(path) if r.method not in computed]
     rows += fresh
     figures = []
     for index, filename in shown.items():

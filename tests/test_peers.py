@@ -242,3 +242,24 @@ def test_native_eval_summary_has_a_row_per_trajectory_for_the_af_8_16_target():
     assert lines["simulated, ktRadial AF 8/16"].startswith("| simulated, ktRadial AF 8/16 | 4 | 21.00 | 27.00 |")
     assert lines["simulated, k-t AF 8/16"].startswith("| simulated, k-t AF 8/16 | 8 | 20.50 | 26.50 |")
     assert "simulated, ktGaussian AF 8/16" not in lines
+
+
+def test_native_eval_merges_a_page_it_wrote_back_to_the_same_table(tmp_path):
+    from benchmarks import native_eval
+    rows = [native_eval.Row("held-out cine", "kt", "ktUniform", 8, case, method, psnr + (case == "b"), 0.5123)
+            for case in ("a", "b") for method, psnr in (("zero-filled", 20.004), ("GENRE stage 9", 26.0))]
+    rows.append(native_eval.Row("real k-space, TWIX phantom (2 coils)", "static", "Uniform", 4, "t", "zero-filled",
+                                21.08, 0.556))
+    machine = {"cpu": "x", "cores": 2, "usable_cores": 2, "memory_gib": 1, "gpu": None, "python": "3", "torch": "2"}
+    page = tmp_path / "page.md"
+    page.write_text("# title\n\nhand note\n\n" + native_eval.format_section(rows, "cmd", machine, {}, 1, []))
+    back = native_eval.merged_rows(page)
+    assert len(back) == len(rows)                                  # n cases per cell come back as n rows
+    cell = [r for r in back if r.method == "GENRE stage 9"]
+    assert [round(r.psnr, 2) for r in cell] == [26.5, 26.5] and cell[0].ssim == 0.512
+    strip = lambda text: [l for l in text.splitlines() if l.startswith("| ")]
+    assert strip(native_eval.format_section(back, "cmd", machine, {}, 1, [])) == strip(page.read_text())
+    (tmp_path / "rows.json").write_text(json.dumps([dataclasses.asdict(r) for r in rows]))
+    assert native_eval.merged_rows(tmp_path / "rows.json") == rows
+    with pytest.raises(ValueError, match="native_eval:begin"):
+        native_eval.rows_from_section("# a page without the section\n")
