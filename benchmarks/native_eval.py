@@ -257,13 +257,16 @@ def rows_from_section(text: str) -> list[Row]:
     rounded means: the table re-renders unchanged; summary means may move by the rounding (0.01 dB)."""
     if BEGIN not in text or END not in text:
         raise ValueError(f"no {BEGIN} ... {END} section")
+    def cells_of(line: str) -> list[str]:
+        return [c.strip() for c in line.strip().strip("|").split("|")]
+
     lines = [l for l in text[text.index(BEGIN):text.index(END)].splitlines() if l.startswith("| ")]
-    header = [c.strip() for c in lines[0].strip().strip("|").split("|")]
+    header = cells_of(lines[0])
     if header[:5] != ["group", "kind", "mask", "AF", "n"]:
         raise ValueError(f"unexpected table header {header[:5]}")
     rows = []
     for line in lines[1:]:
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        cells = cells_of(line)
         if len(cells) != len(header) or not cells[3].isdigit():
             continue                                   # the summary table below the cells
         group, kind, pattern, factor, n = cells[:5]
