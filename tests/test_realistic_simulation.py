@@ -317,6 +317,27 @@ def test_train_kinds_shift_the_training_draws_and_leave_the_validation_windows(m
             build_config(parse_args(["--run-dir", "x", "--train-kinds", *bad]))
 
 
+def test_train_snr_changes_the_training_noise_and_leaves_the_validation_windows(monkeypatch):
+    from training import trainer as trainer_module
+    from training.__main__ import build_config, parse_args
+    rng = np.random.default_rng(0)
+    real = [SourceSeries(rng.random((4, 24, 32)).astype(np.float32), centre, f"{centre}_P{i}/cine_sax1")
+            for centre in ("Center001", "Center002") for i in range(5)]
+    monkeypatch.setattr(trainer_module, "real_cine_pool", lambda keep: real)
+    config = dataclasses.replace(build_config(parse_args(["--run-dir", "x", "--train-snr", "20", "300"])),
+                                 phantoms=1)
+    assert config.train_snr == (20.0, 300.0)
+    assert TrainConfig.from_dict(config.to_dict()) == config
+    _, train, val, _ = trainer_module.simulated_samplers(config)
+    assert train.acquisition.snr == (20.0, 300.0) and val.acquisition == config.acquisition
+    assert dataclasses.replace(train.acquisition, snr=config.acquisition.snr) == config.acquisition
+    _, train, _, _ = trainer_module.simulated_samplers(dataclasses.replace(config, train_snr=()))
+    assert train.acquisition == config.acquisition
+    for bad in (["300", "20"], ["0", "20"]):
+        with pytest.raises(SystemExit, match="--train-snr"):
+            build_config(parse_args(["--run-dir", "x", "--train-snr", *bad]))
+
+
 def test_train_kt_weights_the_training_trajectories_and_keeps_the_earlier_stream(monkeypatch):
     from training import trainer as trainer_module
     from training.__main__ import build_config, parse_args
@@ -382,6 +403,15 @@ def test_validation_by_kind_draws_each_kind_from_the_validation_subjects_only(mo
             torch.testing.assert_close(sample.masked_kspace, same.masked_kspace)
     for pattern in KT_PATTERNS:
         assert {sample.pattern for sample in more[f"kt:{pattern}"]} == {pattern}
+    # another SNR range (benchmarks.validation_by_kind --snr): the same anatomy and masks, only the noise differs
+    def at_snr(low, high):
+        acquisition = dataclasses.replace(config.acquisition, snr=(low, high))
+        return kind_windows(2, dataclasses.replace(config, acquisition=acquisition))["kt"]
+    default, clean, cleaner = windows["kt"][:2], at_snr(1e3, 2e3), at_snr(2e3, 4e3)
+    for noisy, low, lower in zip(default, clean, cleaner):
+        torch.testing.assert_close(noisy.mask, low.mask)
+        near = (low.masked_kspace - lower.masked_kspace).abs().sum()
+        assert 0 < near < 0.2 * (noisy.masked_kspace - lower.masked_kspace).abs().sum()
 
 
 def test_native_eval_cases_of_a_series_do_not_depend_on_how_many_subjects_run(monkeypatch):
