@@ -2,7 +2,8 @@
 default).
 
     python -m benchmarks.validation_by_kind --weights A.pt [B.pt ...] [--windows 24] [--hard-dc] [--trajectories]
-                                            [--ensemble 1 2 4] [--snr LOW HIGH] [--out docs/validation-by-kind.md]
+                                            [--ensemble 1 2 4] [--acquisition NAME=VALUE ...]
+                                            [--out docs/validation-by-kind.md]
 
 The simulated-source presets validate on 16 windows pooled over every input kind; this splits validation by kind
 (k-t, time-constant Uniform, static, mapping-like) so that a stage that shifts its draws towards one kind can be
@@ -12,9 +13,9 @@ benchmarks.native_eval. Every weights file sees the same windows (fixed seed); m
 column per weights file: the same forward passes with the measured k-space put back (predict.py --hard-dc);
 ``--ensemble 1 2 4`` scores predict.py's reflection ensembles side by side from shared passes. ``--trajectories``
 adds a row per k-t trajectory (windows of their own, outside the mean over kinds), so that a stage that shifts its k-t
-draws between trajectories shows the trade on the validation subjects. ``--snr`` draws the windows' noise from
-another SNR range than the preset's (the same anatomy, masks and seeds otherwise), for a stage that changes the
-training draws' SNR (training --train-snr).
+draws between trajectories shows the trade on the validation subjects. ``--acquisition`` simulates the windows with
+other ``simulation.realistic.Acquisition`` fields (e.g. ``tissue_phase=1``), for a stage that changes the training
+draws' simulation (training --train-acquisition).
 """
 import argparse
 import dataclasses
@@ -87,15 +88,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="also a row per k-t trajectory (its own windows; not in the mean over kinds)")
     parser.add_argument("--ensemble", type=int, nargs="+", default=[1], choices=sorted(ENSEMBLES),
                         help="reflection ensembles to score, each a column per weights file (default: single pass)")
-    parser.add_argument("--snr", type=float, nargs=2, metavar=("LOW", "HIGH"),
-                        help="the windows' SNR range (log-uniform; default the preset's acquisition)")
+    parser.add_argument("--acquisition", nargs="+", metavar="NAME=VALUE", default=[],
+                        help="simulate the windows with these Acquisition fields changed (default: the preset's)")
     parser.add_argument("--out", type=Path, default=Path("docs/validation-by-kind.md"))
     args = parser.parse_args(argv)
     config = PRESETS["cpu"]
-    if args.snr:
-        if not 0 < args.snr[0] < args.snr[1]:
-            parser.error(f"--snr: expected 0 < LOW < HIGH, got {args.snr}")
-        config = dataclasses.replace(config, acquisition=dataclasses.replace(config.acquisition, snr=tuple(args.snr)))
+    try:
+        config = dataclasses.replace(config, acquisition=config.acquisition.overridden(args.acquisition))
+    except ValueError as error:
+        parser.error(f"--acquisition: {error}")
     command = shlex.join(["python", "-m", "benchmarks.validation_by_kind", *(sys.argv[1:] if argv is None else argv)])
     loaded = [load_generator(path) for path in args.weights]
     suffixes = [(f", ensemble {e}" if args.ensemble != [1] else "") + dc
@@ -120,8 +121,8 @@ def main(argv: list[str] | None = None) -> int:
                           if trained_on_every_subject(record) else "")
              for path, (_, record) in zip(args.weights, loaded)]
     lines = report_lines("Validation per input kind (benchmarks/validation_by_kind.py)", command, notes,
-                         f"preset `cpu`'s validation subjects, simulated afresh (seed {SEED} + kind; SNR "
-                         f"{config.acquisition.snr[0]:g}-{config.acquisition.snr[1]:g}, log-uniform), "
+                         f"preset `cpu`'s validation subjects, simulated afresh (seed {SEED} + kind"
+                         f"{'; acquisition ' + ' '.join(args.acquisition) if args.acquisition else ''}), "
                          f"{'single pass' if args.ensemble == [1] else 'reflection ensembles ' + str(args.ensemble)}; "
                          "PSNR dB / SSIM, mean over the windows", rows)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,18 +1,18 @@
 """A scanner-like acquisition of a magnitude series: measured coils, correlated noise, structured phase, shading.
 
 magnitude (nt, ny, nx) -> x shading -> x phase (smooth background that may wrap, fat/water-like patches,
-through-plane flow in the bright blood, fine texture) -> x coil maps (measured and augmented, or analytic) ->
+through-plane flow in the bright blood, fine texture; optionally offsets tied to the anatomy) -> x coil maps (measured and augmented, or analytic) ->
 centred orthonormal FFT -> + coil-correlated complex Gaussian noise -> x global scale.
 
 Every effect is a switch of ``Acquisition`` with the default the trainer uses. The noise is added in k-space but is white
 along the readout, so simulating a readout crop of the image (training's hybrid-space crop) and adding the
 noise there has the same statistics as cropping the fully simulated k-space after the inverse FFT along x.
 """
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
-from scipy.ndimage import gaussian_filter
+from scipy.ndimage import gaussian_filter, label
 
 from model.coils import rss
 from model.fftc import fft2c, ifft2c
@@ -36,6 +36,10 @@ class Acquisition:
     phase_patches: float = 0.5           # probability of fat/water-like phase patches
     flow: float = 0.5                    # probability of a pulsatile phase in the brightest (blood) pixels
     phase_texture: float = 0.3           # radians of fine-scale phase texture (std), drawn in [0, this]
+    # probability of phase offsets tied to the anatomy (tissue_phase): real cine images change phase by about pi
+    # across tissue boundaries (fat against water in bSSFP, either side of an off-resonance band), which a smooth
+    # phase and random blobs do not imitate. Off by default, so the draws of every earlier stage stay as they were
+    tissue_phase: float = 0.0
     shading: float = 0.6                 # depth of a slow multiplicative intensity shading, drawn in [0, this]
     log10_scale: tuple[float, float] = (-4.0, 2.0)   # global k-space scale: 6 orders of magnitude
 
@@ -45,6 +49,25 @@ class Acquisition:
     @classmethod
     def from_dict(cls, values: dict) -> "Acquisition":
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+    def overridden(self, pairs: list[str]) -> "Acquisition":
+        """This acquisition with ``["NAME=VALUE", ...]`` replaced (a tuple field as comma-separated values, e.g.
+        ``snr=6,80``); ValueError naming the pair when NAME is no field or VALUE does not parse."""
+        changes = {}
+        for pair in pairs:
+            name, sep, text = pair.partition("=")
+            default = getattr(self, name, None) if sep else None
+            try:
+                if default is None or name.startswith("_"):
+                    raise ValueError("no such field")
+                if isinstance(default, tuple):
+                    changes[name] = tuple(type(default[0])(item) for item in text.split(","))
+                else:
+                    changes[name] = type(default)(text)
+            except ValueError as error:
+                raise ValueError(f"{pair!r}: expected NAME=VALUE with NAME one of "
+                                 f"{', '.join(asdict(self))} ({error})") from None
+        return replace(self, **changes)
 
 
 def _smooth_field(ny: int, nx: int, rng: np.random.Generator, scale: float) -> np.ndarray:
@@ -69,7 +92,29 @@ def structured_phase(magnitude: np.ndarray, config: Acquisition, rng: np.random.
     texture = rng.uniform(0, config.phase_texture)
     if texture > 0:
         phase += texture * gaussian_filter(rng.standard_normal((ny, nx)), 0.7)[None] / 0.2
+    if config.tissue_phase > 0 and rng.random() < config.tissue_phase:
+        phase += tissue_phase(magnitude.mean(0), rng)[None]
     return phase.astype(np.float32)
+
+
+def tissue_phase(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """(ny, nx) magnitude -> (ny, nx) phase offsets in radians, constant over each connected region of the image's
+    intensity classes (3-6 intensity bands of a slightly smoothed image): a random share of the regions is offset
+    by about pi, the rest by a little, so the phase jumps where the tissue changes, with sharp edges."""
+    smooth = gaussian_filter(image, rng.uniform(1.0, 3.0))
+    classes = int(rng.integers(3, 7))
+    # class edges at random intensities between the darkest and brightest few percent (not at quantiles, which
+    # fall on the value of a large flat region and would split it)
+    edges = np.sort(rng.uniform(*np.percentile(smooth, [5, 99.5]), classes - 1))
+    levels = np.digitize(smooth, edges)
+    share = rng.uniform(0.2, 0.5)
+    offsets = np.zeros(image.shape)
+    for level in range(classes):
+        regions, count = label(levels == level)
+        table = np.where(rng.random(count + 1) < share, np.pi, 0.0) + rng.normal(0, 0.3, count + 1)
+        table[0] = 0.0                                   # pixels of the other classes
+        offsets += table[regions]
+    return offsets
 
 
 def coil_maps(nc: int, ny: int, nx: int, config: Acquisition, rng: np.random.Generator) -> np.ndarray:

@@ -15,7 +15,8 @@ from model.fftc import ifft2c
 from simulation.anatomy import RealDataMissing
 from simulation.contrast import t1_series, t2_series
 from simulation.measured_coils import augmented_maps, measured_maps, random_unitary
-from simulation.realistic import Acquisition, acquire, coil_maps, draw_acquisition, noise_factor, simulate
+from simulation.realistic import (Acquisition, acquire, coil_maps, draw_acquisition, noise_factor, simulate,
+                                 structured_phase, tissue_phase)
 from training.config import PRESETS, TrainConfig
 from training.simulated import (KINDS, KT_PATTERNS, SimulatedSampler, SourceSeries, domain_names, phantom_pool,
                                 readout_window)
@@ -317,25 +318,51 @@ def test_train_kinds_shift_the_training_draws_and_leave_the_validation_windows(m
             build_config(parse_args(["--run-dir", "x", "--train-kinds", *bad]))
 
 
-def test_train_snr_changes_the_training_noise_and_leaves_the_validation_windows(monkeypatch):
+def test_tissue_phase_jumps_at_tissue_boundaries_and_is_off_by_default():
+    image = np.full((96, 128), 0.05, np.float32)
+    image[8:44, 10:60], image[52:90, 70:120] = 1.0, 0.5              # two "tissues" on a dark background
+    offsets = [tissue_phase(image, np.random.default_rng(seed)) for seed in range(12)]
+    for offset in offsets:                                           # one offset per region, away from its edges
+        for region in (offset[18:34, 20:50], offset[62:80, 80:110]):   # 10 px (> 3 sigma) inside
+            assert np.ptp(region) < 1e-9
+    jumps = [abs(np.angle(np.exp(1j * (o[26, 35] - o[70, 95])))) for o in offsets]
+    assert max(jumps) > 2.0 and min(jumps) < 1.5                      # some boundaries flip by about pi, some not
+    # off by default: the phase (and so every later draw) of the stages before it is unchanged
+    magnitude = np.stack([image] * 3)
+    plain = structured_phase(magnitude, Acquisition(), np.random.default_rng(3))
+    np.testing.assert_array_equal(plain, structured_phase(magnitude, Acquisition(tissue_phase=0.0),
+                                                          np.random.default_rng(3)))
+    tied = structured_phase(magnitude, Acquisition(tissue_phase=1.0), np.random.default_rng(3))
+    np.testing.assert_allclose(np.ptp(tied - plain, axis=0), 0, atol=1e-5)   # the same offsets in every frame
+    assert np.abs(tied - plain).max() > 0.1
+
+
+def test_acquisition_overrides_name_fields_and_parse_their_types():
+    acquisition = Acquisition().overridden(["tissue_phase=0.5", "snr=10,60", "coil_counts=4,8"])
+    assert acquisition == dataclasses.replace(Acquisition(), tissue_phase=0.5, snr=(10.0, 60.0), coil_counts=(4, 8))
+    assert Acquisition().overridden([]) == Acquisition()
+    for bad in ("tissue_phase", "colour=1", "snr=a,b", "coil_counts=4.5"):
+        with pytest.raises(ValueError, match=bad.split("=")[0]):
+            Acquisition().overridden([bad])
+
+
+def test_train_acquisition_changes_the_training_draws_and_leaves_the_validation_windows(monkeypatch):
     from training import trainer as trainer_module
     from training.__main__ import build_config, parse_args
     rng = np.random.default_rng(0)
     real = [SourceSeries(rng.random((4, 24, 32)).astype(np.float32), centre, f"{centre}_P{i}/cine_sax1")
             for centre in ("Center001", "Center002") for i in range(5)]
     monkeypatch.setattr(trainer_module, "real_cine_pool", lambda keep: real)
-    config = dataclasses.replace(build_config(parse_args(["--run-dir", "x", "--train-snr", "20", "300"])),
-                                 phantoms=1)
-    assert config.train_snr == (20.0, 300.0)
+    config = dataclasses.replace(build_config(parse_args(["--run-dir", "x", "--train-acquisition",
+                                                          "tissue_phase=0.5"])), phantoms=1)
+    assert config.train_acquisition == dataclasses.replace(config.acquisition, tissue_phase=0.5)
     assert TrainConfig.from_dict(config.to_dict()) == config
     _, train, val, _ = trainer_module.simulated_samplers(config)
-    assert train.acquisition.snr == (20.0, 300.0) and val.acquisition == config.acquisition
-    assert dataclasses.replace(train.acquisition, snr=config.acquisition.snr) == config.acquisition
-    _, train, _, _ = trainer_module.simulated_samplers(dataclasses.replace(config, train_snr=()))
+    assert train.acquisition.tissue_phase == 0.5 and val.acquisition == config.acquisition
+    _, train, _, _ = trainer_module.simulated_samplers(dataclasses.replace(config, train_acquisition=None))
     assert train.acquisition == config.acquisition
-    for bad in (["300", "20"], ["0", "20"]):
-        with pytest.raises(SystemExit, match="--train-snr"):
-            build_config(parse_args(["--run-dir", "x", "--train-snr", *bad]))
+    with pytest.raises(SystemExit, match="--train-acquisition"):
+        build_config(parse_args(["--run-dir", "x", "--train-acquisition", "phase=1"]))
 
 
 def test_train_kt_weights_the_training_trajectories_and_keeps_the_earlier_stream(monkeypatch):
@@ -403,15 +430,6 @@ def test_validation_by_kind_draws_each_kind_from_the_validation_subjects_only(mo
             torch.testing.assert_close(sample.masked_kspace, same.masked_kspace)
     for pattern in KT_PATTERNS:
         assert {sample.pattern for sample in more[f"kt:{pattern}"]} == {pattern}
-    # another SNR range (benchmarks.validation_by_kind --snr): the same anatomy and masks, only the noise differs
-    def at_snr(low, high):
-        acquisition = dataclasses.replace(config.acquisition, snr=(low, high))
-        return kind_windows(2, dataclasses.replace(config, acquisition=acquisition))["kt"]
-    default, clean, cleaner = windows["kt"][:2], at_snr(1e3, 2e3), at_snr(2e3, 4e3)
-    for noisy, low, lower in zip(default, clean, cleaner):
-        torch.testing.assert_close(noisy.mask, low.mask)
-        near = (low.masked_kspace - lower.masked_kspace).abs().sum()
-        assert 0 < near < 0.2 * (noisy.masked_kspace - lower.masked_kspace).abs().sum()
 
 
 def test_native_eval_cases_of_a_series_do_not_depend_on_how_many_subjects_run(monkeypatch):

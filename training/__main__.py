@@ -1,6 +1,7 @@
 """`python -m training --data ROOT [ROOT ...] --run-dir RUN_DIR [--preset cpu] [--workers N] [--masks drawn]
                     [--max-steps N] [--max-minutes M] [--resume] [--init-from WEIGHTS]
-                    [--train-kinds KIND=W ...] [--train-kt PATTERN=W ...] [--train-snr LOW HIGH] [--ema DECAY]
+                    [--train-kinds KIND=W ...] [--train-kt PATTERN=W ...] [--train-acquisition NAME=VALUE ...]
+                    [--ema DECAY]
                     [--no-ear --no-sda --no-residual --no-adv]`
 
 Trains GENRE-CMR on CMRxRecon training trees as the 2023, 2024 and 2025 releases unpack (several at once), or
@@ -50,9 +51,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--train-kt", nargs="+", metavar="PATTERN=WEIGHT",
                         help="simulated source: how often the training draws' k-t windows take each trajectory, e.g. "
                              "ktUniform=0.5 ktGaussian=0.25 ktRadial=0.25 (default: equally; validation: equally)")
-    parser.add_argument("--train-snr", type=float, nargs=2, metavar=("LOW", "HIGH"),
-                        help="simulated source: the training draws' SNR range (log-uniform, object mean over the "
-                             "per-coil noise std; default the preset's acquisition, which validation keeps)")
+    parser.add_argument("--train-acquisition", nargs="+", metavar="NAME=VALUE",
+                        help="simulated source: the training draws' acquisition (simulation.realistic.Acquisition "
+                             "fields, e.g. tissue_phase=0.5 or snr=6,80; validation windows keep the preset's)")
     parser.add_argument("--ema", type=float, metavar="DECAY",
                         help="validate and export an exponential moving average of the generator's weights "
                              "(e.g. 0.998: a horizon of about 500 steps)")
@@ -105,11 +106,11 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
             kt_probabilities(dict(overrides["train_kt_weights"]))
         except ValueError as error:
             raise SystemExit(f"--train-kt: {error}") from None
-    if args.train_snr:
-        low, high = args.train_snr
-        if not 0 < low < high:
-            raise SystemExit(f"--train-snr: expected 0 < LOW < HIGH, got {low:g} {high:g}")
-        overrides["train_snr"] = (low, high)
+    if args.train_acquisition:
+        try:
+            overrides["train_acquisition"] = PRESETS[args.preset].acquisition.overridden(args.train_acquisition)
+        except ValueError as error:
+            raise SystemExit(f"--train-acquisition: {error}") from None
     config = dataclasses.replace(PRESETS[args.preset], **{k: v for k, v in overrides.items() if v is not None})
     return dataclasses.replace(config, use_ear=not args.no_ear, use_sda=not args.no_sda,
                                residual=not args.no_residual, use_adv=not args.no_adv,

@@ -54,11 +54,11 @@ class TrainConfig:
     # simulated: how often the training draws' k-t windows take each trajectory; () = equally (validation: equally)
     train_kt_weights: tuple[tuple[str, float], ...] = ()
     acs_choices: tuple[int, ...] = (16, 20, 24)   # simulated: ACS lines per window (2024, 2025, 2023)
-    # simulated: the training draws' SNR range (log-uniform) when it differs from acquisition.snr, which the
-    # validation windows keep; () = acquisition.snr
-    train_snr: tuple[float, ...] = ()
     phantoms: int = 4                          # simulated: phantom cine series beside the real anatomy
     acquisition: Acquisition = field(default_factory=Acquisition)
+    # simulated: the training draws' acquisition when it differs from ``acquisition``, which the validation windows
+    # keep (so a stage that changes the simulation is still judged on the windows of the stages before it)
+    train_acquisition: Acquisition | None = None
     # > 0: validate and export an exponential moving average of the generator's weights (training.ema)
     ema_decay: float = 0.0
     seed: int = 0                              # subject split, validation windows, phantoms and (by default) draws
@@ -92,12 +92,11 @@ class TrainConfig:
         for name in ("kind_weights", "train_kind_weights", "train_kt_weights"):
             if name in values:
                 values[name] = tuple((str(k), float(w)) for k, w in values[name])
-        if "train_snr" in values:
-            values["train_snr"] = tuple(float(v) for v in values["train_snr"])
         if "acs_choices" in values:
             values["acs_choices"] = tuple(int(a) for a in values["acs_choices"])
-        if isinstance(values.get("acquisition"), dict):
-            values["acquisition"] = Acquisition.from_dict(values["acquisition"])
+        for name in ("acquisition", "train_acquisition"):
+            if isinstance(values.get(name), dict):
+                values[name] = Acquisition.from_dict(values[name])
         return cls(**values)
 
 

@@ -407,13 +407,13 @@ def simulated_samplers(config: TrainConfig) -> tuple[list[str], SimulatedSampler
     val_series = [s for s in real if s.subject.split("/")[0] in val_subjects] or train_series
     domains = domain_names(train_series + val_series)
     options = dict(acs_choices=config.acs_choices, crop_width=config.crop_width, window=config.adjacent_frames)
-    train_acquisition = (dataclasses.replace(config.acquisition, snr=config.train_snr) if config.train_snr
-                         else config.acquisition)
-    train = SimulatedSampler(train_series, domains, train_acquisition, reflect_augment=config.reflect_augment,
+    train = SimulatedSampler(train_series, domains, config.train_acquisition or config.acquisition,
+                             reflect_augment=config.reflect_augment,
                              centre_weights=dict(config.centre_weights), kt_weights=dict(config.train_kt_weights),
                              kind_weights=dict(config.train_kind_weights or config.kind_weights), **options)
     val = SimulatedSampler(val_series, domains, config.acquisition, reflect_augment=False,
-                           kind_weights=dict(config.kind_weights), **options)
+                           kind_weights=dict(config.kind_weights),
+                           **options)
     summary = {"source": "simulated", "real_series": len(real), "subjects": subjects, "phantoms": len(phantoms),
                "train_series": len(train_series), "val_subjects": sorted(val_subjects), "domains": domains,
                "heldout_subjects": sorted(HELDOUT_SUBJECTS), "unseen_centre": UNSEEN_CENTRE}

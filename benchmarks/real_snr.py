@@ -1,0 +1,95 @@
+"""The SNR of the real fully sampled acquisitions, measured as simulation.realistic defines it, so that the simulated
+range (``Acquisition.snr``) can be set against real data.
+
+    python -m benchmarks.real_snr [--out docs/real-snr.md]
+
+For each coil: the noise is the complex std in the four corners of the centred k-space (5% of each axis), where
+the object has no energy left; the image-domain std at the edges of the oversampled readout is not used, because the
+receiver's readout filter makes it several times lower there than under the object. The signal is the mean magnitude
+of the coil image over the pixels above a tenth of its maximum (``draw_acquisition``'s object level). The simulator's
+SNR divides that object level by the per-coil noise std with coil maps of unit root-sum-of-squares, which is about
+the SNR of the optimally coil-combined image; the table gives each coil's and their root-sum-of-squares (that
+combination's SNR where the coils see the object alike, noise uncorrelated), beside the simulated range.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import shlex
+import sys
+from pathlib import Path
+
+import numpy as np
+import scipy.io
+import torch
+
+from benchmarks.bench_predict import replace_section
+from benchmarks.native_eval import REAL_SAX, TWIX, twix_kspace
+from model.fftc import ifft2c
+from model.provenance import format_machine, machine_summary
+from simulation.anatomy import real_data_root
+from simulation.realistic import Acquisition
+
+BEGIN, END = "<!-- real_snr:begin -->", "<!-- real_snr:end -->"
+
+
+def coil_snr(kspace: np.ndarray, corner: float = 0.05) -> np.ndarray:
+    """kspace (nc, ny, nx) complex -> (nc,) object level over the noise std of the centred orthonormal FFT.
+
+    The noise is measured in the four k-space corners (``corner`` of each axis), where the object has no energy
+    left: the receiver's readout filter shapes the image-domain noise along the oversampled readout (at its edges
+    the std is several times lower than under the object), and the k-space std is that profile's mean level."""
+    images = ifft2c(torch.from_numpy(np.ascontiguousarray(kspace, dtype=np.complex64))).numpy()
+    snr = []
+    for coil, image in zip(kspace, images):
+        ny, nx = coil.shape
+        ay, ax = max(2, int(ny * corner)), max(2, int(nx * corner))
+        corners = np.concatenate([block.ravel() for block in (coil[:ay, :ax], coil[:ay, -ax:], coil[-ay:, :ax],
+                                                              coil[-ay:, -ax:])])
+        noise = np.sqrt(corners.real.var() + corners.imag.var())
+        magnitude = np.abs(image)
+        snr.append(float(magnitude[magnitude > 0.1 * magnitude.max()].mean() / noise))
+    return np.array(snr)
+
+
+def real_acquisitions(root: Path | None) -> list[tuple[str, np.ndarray]]:
+    """(name, fully sampled k-space (nc, ny, nx)) of the real Cartesian acquisitions present under ``root``."""
+    found = []
+    if root is not None and (root / REAL_SAX / "cine_sax.mat").is_file():
+        kspace = scipy.io.loadmat(root / REAL_SAX / "cine_sax.mat")["kspace_full"].T      # (ny, nx)
+        found.append(("CMRxRecon 2024 cine SAX, coil 1 of its file (bSSFP cine)", kspace[None]))
+    if root is not None and (root / TWIX).is_file():
+        kspace = twix_kspace(root / TWIX)
+        if kspace is not None:
+            found.append(("Siemens TWIX GRE resolution phantom, 2 coils", kspace))
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.real_snr", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("docs/real-snr.md"))
+    args = parser.parse_args(argv)
+    acquisitions = real_acquisitions(real_data_root())
+    if not acquisitions:
+        print("skip: no real fully sampled acquisition under ../shared/data/real (or $GENRE_REAL_DATA)",
+              file=sys.stderr)
+        return 0
+    low, high = Acquisition().snr
+    rows = ["| acquisition | coils | SNR per coil | root-sum-of-squares | simulated (log-uniform) |",
+            "|---|---|---|---|---|"]
+    for name, kspace in acquisitions:
+        snr = coil_snr(kspace)
+        rows.append(f"| {name} | {len(snr)} | {', '.join(f'{s:.1f}' for s in snr)} | "
+                    f"{np.sqrt((snr ** 2).sum()):.1f} | {low:g}-{high:g} |")
+        print(rows[-1])
+    command = shlex.join(["python", "-m", "benchmarks.real_snr", *(sys.argv[1:] if argv is None else argv)])
+    section = "\n".join([BEGIN, "## SNR of the real acquisitions (benchmarks/real_snr.py)", "",
+                         f"`{command}` on {datetime.date.today()}; {format_machine(machine_summary())}.", "", *rows, "", END])
+    text = args.out.read_text() if args.out.exists() else "# Real data against the simulated SNR range\n"
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(replace_section(text, section, BEGIN, END))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
