@@ -101,7 +101,7 @@ train:
 ## eval: held-out trees, predict with genre / cgsense / zerofilled, 2024 metric; writes docs/results.md;
 ## the reflection ensembles on validation windows (how predict.py's default was chosen); and held-out anatomy
 ## at native size for every input kind plus the real k-space, and the real radial acquisition as a no-reference
-## check (docs/native-eval.md, docs/figures/)
+## check (docs/native-eval.md, docs/figures/); the real acquisitions' SNR against the simulated range (docs/real-snr.md)
 eval:
 	[ -d data/genre/eval ] || $(PYTHON) -m training.build_data data/genre
 	$(PYTHON) -m benchmarks.ensemble_validation --data data/genre/train --out docs/ensemble-validation.md
@@ -110,6 +110,7 @@ eval:
 	  --out docs/native-eval.md --figures docs/figures --json $(OUT)/native-eval.json
 	$(PYTHON) -m benchmarks.radial_check --weights weights/genre_cmr.pt --labels "GENRE shipped" \
 	  --out docs/native-eval.md --figures docs/figures
+	$(PYTHON) -m benchmarks.real_snr --out docs/real-snr.md
 
 ## ablations: the full method and --no-ear / --no-sda / --no-residual, each the same short CPU budget
 ## (preset ablation), scored on the held-out seen cine; writes docs/ablations.md

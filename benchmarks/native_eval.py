@@ -2,7 +2,7 @@
 
     python -m benchmarks.native_eval [--weights A.pt [B.pt ...]] [--out docs/native-eval.md]
                                      [--figures docs/figures] [--subjects N] [--cases TEXT ...]
-                                     [--adapt STEPS --adapt-seconds S] [--hard-dc]
+                                     [--adapt STEPS --adapt-seconds S] [--hard-dc] [--acquisition NAME=VALUE ...]
                                      [--peers varnet sigpy-cs] [--peer-weights runs/peers]
 
 Groups (nothing here was trained on; the held-out split is training.build_data's):
@@ -11,6 +11,8 @@ Groups (nothing here was trained on; the held-out split is training.build_data's
   (``simulation.realistic`` defaults, 10 coils, fixed seeds), then per input kind: k-t masks (ktUniform,
   ktGaussian, ktRadial x AF 8/16/24), time-constant Uniform masks (AF 8/16), static files (one frame, no time
   axis: Uniform 8 and ktGaussian 8) and mapping-like series (T1-like with ktGaussian 8, T2-like with Uniform 8).
+  ``--acquisition NAME=VALUE`` changes ``simulation.realistic.Acquisition`` fields for them (e.g. ``tissue_phase=1``):
+  the same anatomy, another acquisition (and other mask draws); write such a run to a page of its own.
 - ``real k-space``: the fully sampled CMRxRecon 2024 SAX frame (one coil, ../shared/data/real) and the Siemens
   TWIX resolution phantom (two coils, readout oversampling kept; read with twixtools), each a static file
   undersampled with the official algorithms (Uniform 4/8/16/24, k-t masks at AF 8/16/24 on one frame), the SAX
@@ -118,7 +120,8 @@ def heldout_series(subjects: int | None) -> list[tuple[str, str, np.ndarray]]:
     return [(group, f"{r.folder}/{r.view}{r.slice}", load_cine_series(r)) for group, r in chosen]
 
 
-def simulated_cases(series: list[tuple[str, str, np.ndarray]], seed: int = 0) -> list[Case]:
+def simulated_cases(series: list[tuple[str, str, np.ndarray]], seed: int = 0,
+                    acquisition: Acquisition = Acquisition()) -> list[Case]:
     """The SIM_CASES acquisitions of each series. A series' draws depend only on its group and its rank in that group
     (interleaved as the --subjects 1 runs numbered them), so a larger --subjects adds cases and changes none."""
     cases = []
@@ -131,7 +134,7 @@ def simulated_cases(series: list[tuple[str, str, np.ndarray]], seed: int = 0) ->
             frame = cine[len(cine) // 2]
             images = {"cine": cine, "static": frame[None], "T1": t1_series(frame, rng),
                       "T2": t2_series(frame, rng)}[source]
-            draw = draw_acquisition(images, Acquisition(), rng, n_coils=10)
+            draw = draw_acquisition(images, acquisition, rng, n_coils=10)
             kspace = acquire(images, draw, rng).numpy()
             nt, _, ny, nx = kspace.shape
             mask = make_mask(pattern, nt, ny, nx, factor, NUM_ACS, rng)
@@ -392,6 +395,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--adapt-seconds", type=float, default=600.0, help="and at most this wall time per case")
     parser.add_argument("--hard-dc", action="store_true",
                         help="GENRE rows put the measured k-space back into each output (predict.py --hard-dc)")
+    parser.add_argument("--acquisition", nargs="+", metavar="NAME=VALUE", default=[],
+                        help="the simulated cases' Acquisition fields changed (default simulation.realistic's)")
     parser.add_argument("--cases", nargs="+", metavar="TEXT",
                         help="only the cases whose 'group kind pattern AF' contains one of these texts")
     parser.add_argument("--merge", type=Path, nargs="*", default=[],
@@ -428,7 +433,12 @@ def main(argv: list[str] | None = None) -> int:
     except RealDataMissing as error:
         print(f"note: no real cine anatomy ({error}); simulated groups skipped", file=sys.stderr)
         series = []
-    cases = real_cases(real_data_root()) + simulated_cases(series)
+    try:
+        acquisition = Acquisition().overridden(args.acquisition)
+    except ValueError as error:
+        print(f"error: --acquisition: {error}", file=sys.stderr)
+        return 2
+    cases = real_cases(real_data_root()) + simulated_cases(series, acquisition=acquisition)
     if args.cases:
         cases = [c for c in cases if any(text in f"{c.group} {c.kind} {c.pattern} {c.acceleration}"
                                          for text in args.cases)]

@@ -449,3 +449,8 @@ def test_native_eval_cases_of_a_series_do_not_depend_on_how_many_subjects_run(mo
     # an added series draws an acquisition of its own: b2 is a's anatomy, acquired differently
     a, b2 = one[0].kspace, next(c for c in two if c.name == "b2").kspace
     assert a.shape != b2.shape or not np.allclose(a, b2)
+    # --acquisition: the same anatomy, another acquisition (and, drawn after it, other masks)
+    tied = native_eval.simulated_cases([("held-out cine", "a", cines[0]), ("unseen centre", "b", cines[1])],
+                                       acquisition=Acquisition(tissue_phase=1.0))
+    for mine, other in zip(one, tied):
+        assert mine.kspace.shape == other.kspace.shape and not np.allclose(mine.kspace, other.kspace)
