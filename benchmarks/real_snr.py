@@ -89,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         print(rows[-1])
     command = shlex.join(["python", "-m", "benchmarks.real_snr", *(sys.argv[1:] if argv is None else argv)])
     section = "\n".join([BEGIN, "## SNR of the real acquisitions (benchmarks/real_snr.py)", "",
-                         f"`{command}` on {datetime.date.today()}; {format_machine(machine_summary())}.", "", *rows, "", END])
+                         f"`{command}` on {datetime.date.today()}; {format_machine(machine_summary())}.", "",
+                         *rows, "", END])
     text = args.out.read_text() if args.out.exists() else "# Real data against the simulated SNR range\n"
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(replace_section(text, section, BEGIN, END))

@@ -1,8 +1,9 @@
 """A scanner-like acquisition of a magnitude series: measured coils, correlated noise, structured phase, shading.
 
 magnitude (nt, ny, nx) -> x shading -> x phase (smooth background that may wrap, fat/water-like patches,
-through-plane flow in the bright blood, fine texture; optionally offsets tied to the anatomy) -> x coil maps (measured and augmented, or analytic) ->
-centred orthonormal FFT -> + coil-correlated complex Gaussian noise -> x global scale.
+through-plane flow in the bright blood, fine texture; optionally offsets tied to the anatomy) -> x coil maps
+(measured and augmented, or analytic) -> centred orthonormal FFT -> + coil-correlated complex Gaussian noise ->
+x global scale.
 
 Every effect is a switch of ``Acquisition`` with the default the trainer uses. The noise is added in k-space but is white
 along the readout, so simulating a readout crop of the image (training's hybrid-space crop) and adding the
