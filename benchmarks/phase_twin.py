@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from scipy.ndimage import gaussian_filter
 
-from benchmarks.bench_predict import replace_section
+from benchmarks.bench_predict import write_section
 from benchmarks.native_eval import evaluate, real_cases
 from model.checkpoint import file_sha256
 from model.fftc import fft2c, ifft2c
@@ -81,9 +81,7 @@ def main(argv: list[str] | None = None) -> int:
                          f"`{command}` on {datetime.date.today()}; {format_machine(machine_summary())}; weights "
                          f"`{args.weights}` (sha256 {file_sha256(args.weights)[:12]}), one pass. PSNR gain in dB.", "",
                          *rows, "", END])
-    text = args.out.read_text() if args.out.exists() else "# The real frame's phase against the simulator's\n"
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(replace_section(text, section, BEGIN, END))
+    write_section(args.out, section, BEGIN, END, title="# The real frame's phase against the simulator's")
     return 0
 
 

@@ -25,7 +25,7 @@ import scipy.io
 import torch
 from scipy.ndimage import gaussian_filter
 
-from benchmarks.bench_predict import replace_section
+from benchmarks.bench_predict import write_section
 from benchmarks.native_eval import REAL_SAX, TWIX, twix_kspace
 from model.fftc import ifft2c
 from model.provenance import format_machine, machine_summary
@@ -91,9 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     section = "\n".join([BEGIN, "## SNR of the real acquisitions (benchmarks/real_snr.py)", "",
                          f"`{command}` on {datetime.date.today()}; {format_machine(machine_summary())}.", "",
                          *rows, "", END])
-    text = args.out.read_text() if args.out.exists() else "# Real data against the simulated SNR range\n"
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(replace_section(text, section, BEGIN, END))
+    write_section(args.out, section, BEGIN, END, title="# Real data against the simulated SNR range")
     return 0
 
 
