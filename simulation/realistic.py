@@ -9,7 +9,7 @@ Every effect is a switch of ``Acquisition`` with the default the trainer uses. T
 along the readout, so simulating a readout crop of the image (training's hybrid-space crop) and adding the
 noise there has the same statistics as cropping the fully simulated k-space after the inverse FFT along x.
 """
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
 import torch
@@ -54,20 +54,20 @@ class Acquisition:
     def overridden(self, pairs: list[str]) -> "Acquisition":
         """This acquisition with ``["NAME=VALUE", ...]`` replaced (a tuple field as comma-separated values, e.g.
         ``snr=6,80``); ValueError naming the pair when NAME is no field or VALUE does not parse."""
-        changes = {}
+        changes, names = {}, [f.name for f in fields(self)]
         for pair in pairs:
             name, sep, text = pair.partition("=")
-            default = getattr(self, name, None) if sep else None
             try:
-                if default is None or name.startswith("_"):
+                if not sep or name not in names:
                     raise ValueError("no such field")
+                default = getattr(self, name)
                 if isinstance(default, tuple):
                     changes[name] = tuple(type(default[0])(item) for item in text.split(","))
                 else:
                     changes[name] = type(default)(text)
             except ValueError as error:
                 raise ValueError(f"{pair!r}: expected NAME=VALUE with NAME one of "
-                                 f"{', '.join(asdict(self))} ({error})") from None
+                                 f"{', '.join(names)} ({error})") from None
         return replace(self, **changes)
 
 

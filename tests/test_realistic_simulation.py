@@ -341,7 +341,7 @@ def test_acquisition_overrides_name_fields_and_parse_their_types():
     acquisition = Acquisition().overridden(["tissue_phase=0.5", "snr=10,60", "coil_counts=4,8"])
     assert acquisition == dataclasses.replace(Acquisition(), tissue_phase=0.5, snr=(10.0, 60.0), coil_counts=(4, 8))
     assert Acquisition().overridden([]) == Acquisition()
-    for bad in ("tissue_phase", "colour=1", "snr=a,b", "coil_counts=4.5"):
+    for bad in ("tissue_phase", "colour=1", "snr=a,b", "coil_counts=4.5", "to_dict=1"):
         with pytest.raises(ValueError, match=bad.split("=")[0]):
             Acquisition().overridden([bad])
 
