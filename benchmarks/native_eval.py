@@ -159,6 +159,11 @@ def twix_kspace(path: Path) -> np.ndarray | None:
     return np.ascontiguousarray(lines.transpose(1, 0, 2)).astype(np.complex64)
 
 
+def sax_kspace(folder: Path) -> np.ndarray:
+    """The real CMRxRecon 2024 SAX frame's fully sampled k-space (ny, nx) complex64 (one coil, readout last)."""
+    return scipy.io.loadmat(folder / "cine_sax.mat")["kspace_full"].T.astype(np.complex64)
+
+
 def real_cases(root: Path | None) -> list[Case]:
     """The fully sampled real acquisitions, undersampled every way of REAL_CASES: the 1-coil CMRxRecon SAX
     frame (with the organisers' own mask file too) and the 2-coil TWIX phantom; [] where they are absent."""
@@ -178,7 +183,7 @@ def real_cases(root: Path | None) -> list[Case]:
     folder = (root / REAL_SAX) if root else None
     if folder is None or not (folder / "cine_sax.mat").is_file():
         return cases
-    kspace = scipy.io.loadmat(folder / "cine_sax.mat")["kspace_full"].T.astype(np.complex64)   # (ny, nx)
+    kspace = sax_kspace(folder)                                                                    # (ny, nx)
     ny, nx = kspace.shape
     import h5py
     with h5py.File(folder / "cine_sax_mask_Uniform8.mat", "r") as handle:

@@ -21,12 +21,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import scipy.io
 import torch
 from scipy.ndimage import gaussian_filter
 
 from benchmarks.bench_predict import write_section
-from benchmarks.native_eval import REAL_SAX, TWIX, twix_kspace
+from benchmarks.native_eval import REAL_SAX, TWIX, sax_kspace, twix_kspace
 from model.fftc import ifft2c
 from model.provenance import format_machine, machine_summary
 from simulation.anatomy import real_data_root
@@ -61,8 +60,7 @@ def real_acquisitions(root: Path | None) -> list[tuple[str, np.ndarray]]:
     """(name, fully sampled k-space (nc, ny, nx)) of the real Cartesian acquisitions present under ``root``."""
     found = []
     if root is not None and (root / REAL_SAX / "cine_sax.mat").is_file():
-        kspace = scipy.io.loadmat(root / REAL_SAX / "cine_sax.mat")["kspace_full"].T      # (ny, nx)
-        found.append(("CMRxRecon 2024 cine SAX, coil 1 of its file (bSSFP cine)", kspace[None]))
+        found.append(("CMRxRecon 2024 cine SAX, coil 1 of its file (bSSFP cine)", sax_kspace(root / REAL_SAX)[None]))
     if root is not None and (root / TWIX).is_file():
         kspace = twix_kspace(root / TWIX)
         if kspace is not None:
