@@ -1,7 +1,8 @@
 """A scanner-like acquisition of a magnitude series: measured coils, correlated noise, structured phase, shading.
 
 magnitude (nt, ny, nx) -> x shading -> x phase (smooth background that may wrap, fat/water-like patches,
-through-plane flow in the bright blood, fine texture; optionally offsets tied to the anatomy) -> x coil maps
+through-plane flow in the bright blood, fine texture; optionally offsets tied to the anatomy) -> optionally
+x bSSFP off-resonance bands (dark lines with a sign flip across them) -> x coil maps
 (measured and augmented, or analytic) -> centred orthonormal FFT -> + coil-correlated complex Gaussian noise ->
 x global scale.
 
@@ -41,6 +42,10 @@ class Acquisition:
     # across tissue boundaries (fat against water in bSSFP, either side of an off-resonance band), which a smooth
     # phase and random blobs do not imitate. Off by default, so the draws of every earlier stage stay as they were
     tissue_phase: float = 0.0
+    # probability of bSSFP off-resonance bands: where the field's phase per TR crosses an odd multiple of pi the
+    # signal falls to zero and changes sign (the thin dark fringes at the edges of real cine frames). Off by default
+    # for the same reason
+    off_resonance_bands: float = 0.0
     shading: float = 0.6                 # depth of a slow multiplicative intensity shading, drawn in [0, this]
     log10_scale: tuple[float, float] = (-4.0, 2.0)   # global k-space scale: 6 orders of magnitude
 
@@ -118,6 +123,22 @@ def tissue_phase(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return offsets
 
 
+def off_resonance_bands(ny: int, nx: int, rng: np.random.Generator) -> np.ndarray:
+    """(ny, nx) real factor in [-1, 1]: the bSSFP signal's response to an off-resonance field that is shimmed near a
+    random point and grows away from it (slowly, then fast towards the edges, with a smooth perturbation). The
+    response is flat in the pass band and falls to zero where the phase per TR, theta, crosses an odd multiple of
+    pi, changing sign there: tanh(cos(theta / 2) / width), normalised. Zero to about six bands cross the image, mostly towards its edges."""
+    y, x = np.meshgrid(np.linspace(-1, 1, ny), np.linspace(-1, 1, nx), indexing="ij")
+    cy, cx = rng.uniform(-0.4, 0.4, 2)
+    stretch = rng.uniform(0.5, 2.0)                          # an elliptical shim region, either way round
+    distance = np.sqrt(stretch * (y - cy) ** 2 + (x - cx) ** 2 / stretch)
+    growth = (distance / distance.max()) ** rng.uniform(2.0, 5.0)
+    theta = np.pi * (rng.uniform(-0.8, 0.8) + rng.uniform(1.0, 12.0) * growth
+                     + rng.uniform(0.0, 1.5) * _smooth_field(ny, nx, rng, 0.15))
+    width = rng.uniform(0.03, 0.3)                           # the dark band's width, as a share of the response
+    return (np.tanh(np.cos(theta / 2) / width) / np.tanh(1 / width)).astype(np.float32)
+
+
 def coil_maps(nc: int, ny: int, nx: int, config: Acquisition, rng: np.random.Generator) -> np.ndarray:
     """(nc, ny, nx) complex64: measured-and-augmented where drawn (and available), else analytic surface coils;
     one coil may instead be a coil-combined image (unit sensitivity: its phase and shading come from the draw)."""
@@ -162,9 +183,15 @@ def draw_acquisition(magnitude: np.ndarray, config: Acquisition, rng: np.random.
     shading = 1 + rng.uniform(0, config.shading) * _smooth_field(ny, nx, rng, 0.2)
     object_level = float(magnitude[magnitude > 0.1 * magnitude.max()].mean()) if magnitude.max() > 0 else 1.0
     snr = float(np.exp(rng.uniform(*np.log(config.snr))))
-    return Draw(maps=maps, phase=structured_phase(magnitude, config, rng), shading=shading.astype(np.float32),
-                noise=noise_factor(nc, config, rng), sigma=object_level / snr,
-                scale=float(10 ** rng.uniform(*config.log10_scale)))
+    phase = structured_phase(magnitude, config, rng)
+    noise = noise_factor(nc, config, rng)
+    scale = float(10 ** rng.uniform(*config.log10_scale))
+    # drawn last, and only when switched on, so that every other choice matches the draws without it
+    if config.off_resonance_bands > 0 and rng.random() < config.off_resonance_bands:
+        bands = off_resonance_bands(ny, nx, rng)
+        shading, phase = shading * np.abs(bands), phase + np.float32(np.pi) * (bands < 0)
+    return Draw(maps=maps, phase=phase.astype(np.float32), shading=shading.astype(np.float32), noise=noise,
+                sigma=object_level / snr, scale=scale)
 
 
 def acquire(magnitude: np.ndarray, draw: Draw, rng: np.random.Generator, columns: slice = slice(None)

@@ -15,8 +15,8 @@ from model.fftc import ifft2c
 from simulation.anatomy import RealDataMissing
 from simulation.contrast import t1_series, t2_series
 from simulation.measured_coils import augmented_maps, measured_maps, random_unitary
-from simulation.realistic import (Acquisition, acquire, coil_maps, draw_acquisition, noise_factor, simulate,
-                                 structured_phase, tissue_phase)
+from simulation.realistic import (Acquisition, acquire, coil_maps, draw_acquisition, noise_factor,
+                                 off_resonance_bands, simulate, structured_phase, tissue_phase)
 from training.config import PRESETS, TrainConfig
 from training.simulated import (KINDS, KT_PATTERNS, SimulatedSampler, SourceSeries, domain_names, phantom_pool,
                                 readout_window)
@@ -335,6 +335,34 @@ def test_tissue_phase_jumps_at_tissue_boundaries_and_is_off_by_default():
     tied = structured_phase(magnitude, Acquisition(tissue_phase=1.0), np.random.default_rng(3))
     np.testing.assert_allclose(np.ptp(tied - plain, axis=0), 0, atol=1e-5)   # the same offsets in every frame
     assert np.abs(tied - plain).max() > 0.1
+
+
+def test_off_resonance_bands_darken_where_the_sign_flips_and_are_off_by_default():
+    bands = [off_resonance_bands(96, 128, np.random.default_rng(seed)) for seed in range(12)]
+    darkest_at_flips, banded = [], 0
+    for factor in bands:
+        assert factor.shape == (96, 128) and factor.dtype == np.float32 and np.abs(factor).max() <= 1 + 1e-6
+        assert np.median(np.abs(factor)) > 0.95                       # most of the image is in the pass band
+        flips = np.sign(factor[:, 1:]) != np.sign(factor[:, :-1])    # sign changes along the readout
+        banded += bool(flips.any())
+        darkest_at_flips.append(np.minimum(np.abs(factor[:, 1:]), np.abs(factor[:, :-1]))[flips])
+    assert banded >= 8                                                 # most draws have at least one band
+    assert np.median(np.concatenate(darkest_at_flips)) < 0.3          # a flip sits in a dark band
+    # off by default, and drawn last: every other choice of a draw is the same with it on
+    magnitude = np.random.default_rng(0).random((3, 48, 64)).astype(np.float32)
+    plain = draw_acquisition(magnitude, Acquisition(), np.random.default_rng(5))
+    unchanged = draw_acquisition(magnitude, Acquisition(off_resonance_bands=0.0), np.random.default_rng(5))
+    on = draw_acquisition(magnitude, Acquisition(off_resonance_bands=1.0), np.random.default_rng(5))
+    for name in ("maps", "phase", "shading", "noise"):
+        np.testing.assert_array_equal(getattr(plain, name), getattr(unchanged, name))
+    np.testing.assert_array_equal(on.maps, plain.maps)
+    np.testing.assert_array_equal(on.noise, plain.noise)
+    assert (on.sigma, on.scale) == (plain.sigma, plain.scale)
+    ratio = on.shading / plain.shading
+    assert ratio.min() >= 0 and ratio.max() <= 1 + 1e-6 and ratio.min() < 0.5
+    flip = np.angle(np.exp(1j * (on.phase - plain.phase).astype(np.float64)))   # 0 or pi, the same every frame
+    assert np.all((np.abs(flip) < 1e-4) | (np.abs(np.abs(flip) - np.pi) < 1e-4)) and (np.abs(flip) > 3).any()
+    np.testing.assert_allclose(np.ptp(np.cos(flip), axis=0), 0, atol=1e-6)
 
 
 def test_acquisition_overrides_name_fields_and_parse_their_types():
