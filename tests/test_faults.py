@@ -20,6 +20,7 @@ from challenge import matio
 from challenge.report import BY_MODEL, FAILED
 from challenge.runner import RunOptions, run
 from tools.faults import trees
+from tools.faults.__main__ import chosen
 from tools.faults.checks import check_run
 from tools.faults.expected import ABSENT, load_expected
 from tools.faults.running import permission_prefix, run_scenario
@@ -261,14 +262,28 @@ def test_checker_catches_mismatches(runs, tree):
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1500)   # every scenario again in a child process: ~30 predict.py runs
 def test_make_faults_command(tmp_path):
-    """`python -m tools.faults --run OUT` (the Makefile's `faults`) builds, runs, checks, exits 0."""
-    finished = subprocess.run([sys.executable, "-m", "tools.faults", "--run", str(tmp_path / "faults")],
-                              cwd=REPO, capture_output=True, text=True, timeout=1500)
+    """`python -m tools.faults --run OUT` (the Makefile's `faults`) builds, runs, checks, exits 0. Every scenario
+    is run by the tests above; here two small ones go through the command (--scenarios) and an unknown name fails."""
+    command = [sys.executable, "-m", "tools.faults", "--run", str(tmp_path / "faults")]
+    finished = subprocess.run(command + ["--scenarios", "nested_2023", "bad_weights"],
+                              cwd=REPO, capture_output=True, text=True, timeout=600)
     assert finished.returncode == 0, finished.stdout[-4000:] + finished.stderr[-2000:]
-    assert "0 mismatched" in finished.stdout and "truncated_hdf5" in finished.stdout
+    assert "0 mismatched" in finished.stdout and "2 cases in 2 scenarios" in finished.stdout
+    assert "weights_sha256_mismatch" in finished.stdout and "truncated_hdf5" not in finished.stdout
+    wrong = subprocess.run(command + ["--scenarios", "nope"], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert wrong.returncode == 2 and "no scenario nope" in wrong.stderr
     remove_tree(tmp_path / "faults")
+
+
+def test_chosen_scenarios_bring_the_run_whose_output_they_start_from(tree):
+    out, scenarios, _ = tree
+    listed = list(scenarios.values())
+    assert [s.name for s in chosen(listed, ["resume"])] == ["main", "resume"]
+    assert [s.name for s in chosen(listed, ["guard", "main"])] == ["main", "guard"]
+    assert chosen(listed, None) == listed
+    with pytest.raises(ValueError, match="no scenario nope"):
+        chosen(listed, ["nope"])
 
 
 def test_checker_catches_issue_17_failures(runs, tree):

@@ -5,16 +5,36 @@ import time
 from pathlib import Path
 
 from tools.faults.checks import Check, check_run, format_checks
-from tools.faults.expected import EXPECTED_NAME, load_expected
+from tools.faults.expected import EXPECTED_NAME, Scenario, load_expected
 from tools.faults.running import permission_prefix, run_scenario
 from tools.faults.trees import build_fault_tree
 
-def run_faults(out: Path, build: bool = True) -> list[Check]:
-    """Build (unless told not to) and run every scenario; returns every check."""
+def chosen(scenarios: list[Scenario], names: list[str] | None) -> list[Scenario]:
+    """The scenarios named (all when None), with those whose output they start from, in the tree's order;
+    ValueError naming an unknown scenario."""
+    if names is None:
+        return scenarios
+    by_name = {s.name: s for s in scenarios}
+    unknown = sorted(set(names) - set(by_name))
+    if unknown:
+        raise ValueError(f"no scenario {', '.join(unknown)}; the scenarios are {', '.join(by_name)}")
+    keep, pending = set(), list(names)
+    while pending:
+        name = pending.pop()
+        if name not in keep:
+            keep.add(name)
+            pending += [by_name[name].copy_output_of] if by_name[name].copy_output_of else []
+    return [s for s in scenarios if s.name in keep]
+
+
+def run_faults(out: Path, build: bool = True, names: list[str] | None = None) -> list[Check]:
+    """Build (unless told not to) and run every scenario, or those ``names`` chooses; returns every check."""
     out = Path(out)
     if build:
         build_fault_tree(out)
     scenarios, cases = load_expected(out)
+    scenarios = chosen(scenarios, names)
+    cases = [case for case in cases if case.scenario in {s.name for s in scenarios}]
     prefix = permission_prefix()
     checks = []
     started_all = time.monotonic()
@@ -46,13 +66,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.faults", description=__doc__.split("\n")[0])
     parser.add_argument("out", type=Path, help="folder for the trees, expected.json and the runs' outputs")
     parser.add_argument("--run", action="store_true", help="also run predict.py over the trees and check")
+    parser.add_argument("--scenarios", nargs="+", metavar="NAME",
+                        help="with --run: only these scenarios (and those whose output they start from)")
     args = parser.parse_args(argv)
     if not args.run:
         expected = build_fault_tree(args.out)
         print(f"{len(expected['cases'])} cases in {len(expected['scenarios'])} scenarios under {args.out}; "
               f"see {args.out / EXPECTED_NAME}")
         return 0
-    checks = run_faults(args.out)
+    try:
+        checks = run_faults(args.out, names=args.scenarios)
+    except ValueError as error:
+        parser.error(str(error))
     print(format_checks(checks))
     return 1 if any(not check.ok for check in checks) else 0
 
