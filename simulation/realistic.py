@@ -186,7 +186,8 @@ def draw_acquisition(magnitude: np.ndarray, config: Acquisition, rng: np.random.
     phase = structured_phase(magnitude, config, rng)
     noise = noise_factor(nc, config, rng)
     scale = float(10 ** rng.uniform(*config.log10_scale))
-    # drawn last, and only when switched on, so that every other choice matches the draws without it
+    # drawn last, and only when switched on, so that every other choice of this draw matches the draw without it
+    # (the generator then stands elsewhere: later draws from it, such as masks and noise, differ)
     if config.off_resonance_bands > 0 and rng.random() < config.off_resonance_bands:
         bands = off_resonance_bands(ny, nx, rng)
         shading, phase = shading * np.abs(bands), phase + np.float32(np.pi) * (bands < 0)
