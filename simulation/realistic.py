@@ -127,7 +127,8 @@ def off_resonance_bands(ny: int, nx: int, rng: np.random.Generator) -> np.ndarra
     """(ny, nx) real factor in [-1, 1]: the bSSFP signal's response to an off-resonance field that is shimmed near a
     random point and grows away from it (slowly, then fast towards the edges, with a smooth perturbation). The
     response is flat in the pass band and falls to zero where the phase per TR, theta, crosses an odd multiple of
-    pi, changing sign there: tanh(cos(theta / 2) / width), normalised. Zero to about six bands cross the image, mostly towards its edges."""
+    pi, changing sign there: tanh(cos(theta / 2) / width), normalised. Zero to about six bands cross the image,
+    mostly towards its edges."""
     y, x = np.meshgrid(np.linspace(-1, 1, ny), np.linspace(-1, 1, nx), indexing="ij")
     cy, cx = rng.uniform(-0.4, 0.4, 2)
     stretch = rng.uniform(0.5, 2.0)                          # an elliptical shim region, either way round
@@ -191,7 +192,7 @@ def draw_acquisition(magnitude: np.ndarray, config: Acquisition, rng: np.random.
     if config.off_resonance_bands > 0 and rng.random() < config.off_resonance_bands:
         bands = off_resonance_bands(ny, nx, rng)
         shading, phase = shading * np.abs(bands), phase + np.float32(np.pi) * (bands < 0)
-    return Draw(maps=maps, phase=phase.astype(np.float32), shading=shading.astype(np.float32), noise=noise,
+    return Draw(maps=maps, phase=phase, shading=shading.astype(np.float32), noise=noise,
                 sigma=object_level / snr, scale=scale)
 
 

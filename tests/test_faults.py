@@ -277,7 +277,7 @@ def test_make_faults_command(tmp_path):
 
 
 def test_chosen_scenarios_bring_the_run_whose_output_they_start_from(tree):
-    out, scenarios, _ = tree
+    _, scenarios, _ = tree
     listed = list(scenarios.values())
     assert [s.name for s in chosen(listed, ["resume"])] == ["main", "resume"]
     assert [s.name for s in chosen(listed, ["guard", "main"])] == ["main", "guard"]

@@ -358,6 +358,7 @@ def test_off_resonance_bands_darken_where_the_sign_flips_and_are_off_by_default(
     np.testing.assert_array_equal(on.maps, plain.maps)
     np.testing.assert_array_equal(on.noise, plain.noise)
     assert (on.sigma, on.scale) == (plain.sigma, plain.scale)
+    assert on.phase.dtype == np.float32 and on.shading.dtype == np.float32
     ratio = on.shading / plain.shading
     assert ratio.min() >= 0 and ratio.max() <= 1 + 1e-6 and ratio.min() < 0.5
     flip = np.angle(np.exp(1j * (on.phase - plain.phase).astype(np.float64)))   # 0 or pi, the same every frame

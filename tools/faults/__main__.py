@@ -34,7 +34,8 @@ def run_faults(out: Path, build: bool = True, names: list[str] | None = None) ->
         build_fault_tree(out)
     scenarios, cases = load_expected(out)
     scenarios = chosen(scenarios, names)
-    cases = [case for case in cases if case.scenario in {s.name for s in scenarios}]
+    running = {s.name for s in scenarios}
+    cases = [case for case in cases if case.scenario in running]
     prefix = permission_prefix()
     checks = []
     started_all = time.monotonic()
