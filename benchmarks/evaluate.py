@@ -461,10 +461,22 @@ def format_results(results: dict, specs: list[MethodSpec], scores: dict[str, dic
           f"{run.files_valid} / {run.files_total}", str(run.fallbacks)] for run in runs])]
     for group, group_scores in scores.items():
         lines += ["", f"## Group `{group}`"] + group_tables(group_scores, specs)
-    lines += ["", "## Quality targets", "", *_table(
-        ["group", "target", "cell", "margin (dB)", "result", "note"],
-        [[c.target.group, c.target.describe(), c.cell, _number(c.margin_db, 2), c.status, c.note] for c in checks])]
+    lines += ["", "## Quality targets", "", *_table(["group", "target", "cell", "margin (dB)", "result", "note"],
+                                                     target_rows(checks))]
     return "\n".join(lines) + "\n"
+
+
+def target_rows(checks: list[TargetCheck]) -> list[list[str]]:
+    """The targets table's rows: one per check, except that a target none of whose cells was measured, for one
+    reason (a run without the genre row), takes one row instead of one per cell."""
+    rows = []
+    for target in dict.fromkeys(c.target for c in checks):
+        own = [c for c in checks if c.target == target]
+        if len(own) > 1 and all(c.status == NOT_MEASURED for c in own) and len({c.note for c in own}) == 1:
+            rows.append([target.group, target.describe(), f"all {len(own)} cells", "–", NOT_MEASURED, own[0].note])
+            continue
+        rows += [[c.target.group, c.target.describe(), c.cell, _number(c.margin_db, 2), c.status, c.note] for c in own]
+    return rows
 
 
 def _data_lines(data: dict) -> list[str]:

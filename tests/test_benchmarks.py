@@ -10,7 +10,7 @@ from benchmarks.bench_predict import (BEGIN, END, outside_network_share, replace
 from benchmarks.evaluate import (FAIL, NOT_MEASURED, PASS, TARGET_FACTORS, TARGET_PATTERNS, EvaluationSetupError,
                                  MethodScores, MethodSpec, PredictRun, aggregate_cells, check_targets, group_tables,
                                  method_scores, method_specs, peer_targets, predict_command, psnr_margins,
-                                 run_predict)
+                                 run_predict, target_rows)
 from benchmarks.validation_by_domain import main as validation_by_domain
 from benchmarks.validation_windows import seen_in_training_note, trained_on_every_subject
 from challenge import rules
@@ -141,6 +141,19 @@ def test_targets_not_measured_without_genre_or_missing_cells():
     assert statuses[("seen", "zerofilled", "ktGaussian R16")] == NOT_MEASURED
     assert statuses[("seen", "zerofilled", "ktGaussian R8")] == PASS
     assert math.isnan(next(c.margin_db for c in checks if c.status == NOT_MEASURED))
+
+
+def test_target_rows_fold_a_target_measured_nowhere_into_one_row():
+    scores = _target_scores(genre_seen=40.0, zf_seen=30.0, cg_seen=35.0, unseen_margin=1.0)
+    del scores["seen"]["cgsense"]
+    del scores["seen"]["zerofilled"].cells[("ktGaussian", 16)]
+    rows = target_rows(check_targets(scores))
+    per_cell = len(TARGET_PATTERNS) * len(TARGET_FACTORS)
+    cg = [r for r in rows if r[0] == "seen" and "cgsense" in r[1]]
+    assert cg == [["seen", cg[0][1], f"all {per_cell} cells", "–", NOT_MEASURED, "cgsense not evaluated"]]
+    # a target measured in some cells keeps a row per cell, the unmeasured one included
+    zf = [r for r in rows if r[0] == "seen" and "zerofilled" in r[1]]
+    assert len(zf) == per_cell and [r[4] for r in zf].count(NOT_MEASURED) == 1
 
 
 def test_targets_fail_when_genre_outputs_came_from_a_fallback():
