@@ -9,15 +9,20 @@ from tools.faults.expected import EXPECTED_NAME, Scenario, load_expected
 from tools.faults.running import permission_prefix, run_scenario
 from tools.faults.trees import build_fault_tree
 
+
+class UnknownScenario(ValueError):
+    """--scenarios named a scenario the fault tree does not have."""
+
+
 def chosen(scenarios: list[Scenario], names: list[str] | None) -> list[Scenario]:
     """The scenarios named (all when None), with those whose output they start from, in the tree's order;
-    ValueError naming an unknown scenario."""
+    UnknownScenario naming an unknown one."""
     if names is None:
         return scenarios
     by_name = {s.name: s for s in scenarios}
     unknown = sorted(set(names) - set(by_name))
     if unknown:
-        raise ValueError(f"no scenario {', '.join(unknown)}; the scenarios are {', '.join(by_name)}")
+        raise UnknownScenario(f"no scenario {', '.join(unknown)}; the scenarios are {', '.join(by_name)}")
     keep, pending = set(), list(names)
     while pending:
         name = pending.pop()
@@ -77,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         checks = run_faults(args.out, names=args.scenarios)
-    except ValueError as error:
+    except UnknownScenario as error:      # only the names: any other error is the run's, not a usage error
         parser.error(str(error))
     print(format_checks(checks))
     return 1 if any(not check.ok for check in checks) else 0
