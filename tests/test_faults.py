@@ -20,11 +20,11 @@ from challenge import matio
 from challenge.report import BY_MODEL, FAILED
 from challenge.runner import RunOptions, run
 from tools.faults import trees
-from tools.faults.__main__ import chosen
+from tools.faults.__main__ import chosen, main as faults_main
 from tools.faults.checks import check_run
 from tools.faults.expected import ABSENT, load_expected
 from tools.faults.running import permission_prefix, run_scenario
-from tools.faults.trees import LARGE_SHAPE, SLAB_BYTES, build_fault_tree, remove_tree
+from tools.faults.trees import LARGE_SHAPE, SCENARIO_NAMES, SLAB_BYTES, build_fault_tree, remove_tree
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -274,6 +274,23 @@ def test_make_faults_command(tmp_path):
     wrong = subprocess.run(command + ["--scenarios", "nope"], cwd=REPO, capture_output=True, text=True, timeout=600)
     assert wrong.returncode == 2 and "no scenario nope" in wrong.stderr
     remove_tree(tmp_path / "faults")
+
+
+def test_scenario_names_are_the_built_trees(tree):
+    """The command checks --scenarios against SCENARIO_NAMES before it builds anything: they must be the tree's."""
+    _, scenarios, _ = tree
+    assert list(scenarios) == list(SCENARIO_NAMES)
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--scenarios", "main"], "--scenarios chooses what --run runs"),
+    (["--run", "--scenarios", "main", "nope"], "no scenario nope"),
+])
+def test_faults_usage_errors_come_before_the_tree_is_built(tmp_path, capsys, arguments, message):
+    with pytest.raises(SystemExit) as exited:
+        faults_main([str(tmp_path / "faults"), *arguments])
+    assert exited.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "faults").exists()
 
 
 def test_chosen_scenarios_bring_the_run_whose_output_they_start_from(tree):

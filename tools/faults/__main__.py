@@ -7,11 +7,18 @@ from pathlib import Path
 from tools.faults.checks import Check, check_run, format_checks
 from tools.faults.expected import EXPECTED_NAME, Scenario, load_expected
 from tools.faults.running import permission_prefix, run_scenario
-from tools.faults.trees import build_fault_tree
+from tools.faults.trees import SCENARIO_NAMES, build_fault_tree
 
 
 class UnknownScenario(ValueError):
     """--scenarios named a scenario the fault tree does not have."""
+
+
+def check_names(names: list[str], known: tuple[str, ...] | list[str] = SCENARIO_NAMES) -> None:
+    """UnknownScenario naming every one of ``names`` that is not a scenario of the fault tree."""
+    unknown = sorted(set(names) - set(known))
+    if unknown:
+        raise UnknownScenario(f"no scenario {', '.join(unknown)}; the scenarios are {', '.join(known)}")
 
 
 def chosen(scenarios: list[Scenario], names: list[str] | None) -> list[Scenario]:
@@ -20,9 +27,7 @@ def chosen(scenarios: list[Scenario], names: list[str] | None) -> list[Scenario]
     if names is None:
         return scenarios
     by_name = {s.name: s for s in scenarios}
-    unknown = sorted(set(names) - set(by_name))
-    if unknown:
-        raise UnknownScenario(f"no scenario {', '.join(unknown)}; the scenarios are {', '.join(by_name)}")
+    check_names(names, list(by_name))
     keep, pending = set(), list(names)
     while pending:
         name = pending.pop()
@@ -75,6 +80,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scenarios", nargs="+", metavar="NAME",
                         help="with --run: only these scenarios (and those whose output they start from)")
     args = parser.parse_args(argv)
+    if args.scenarios and not args.run:
+        parser.error("--scenarios chooses what --run runs; the tree is always built whole")
+    try:
+        check_names(args.scenarios or [])      # before the tree is built (seconds)
+    except UnknownScenario as error:
+        parser.error(str(error))
     if not args.run:
         expected = build_fault_tree(args.out)
         print(f"{len(expected['cases'])} cases in {len(expected['scenarios'])} scenarios under {args.out}; "

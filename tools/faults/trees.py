@@ -24,6 +24,11 @@ LARGE_SHAPE = (2, 24, 8, 128, 128)     # 50 MB of k-space ...
 SLAB_BYTES = 2 * 8 * 128 * 128 * 8     # ... read one slice (2 MB) at a time
 SCENARIO_DIRS = ("main", "injected", "bad_weights", "permissions", "empty_root", "blocker", "runs", "guard",
                  "nested_2023", "absurd", "small", "disk")
+# every scenario build_fault_tree writes, in its order: the command checks --scenarios against these before building
+SCENARIO_NAMES = ("main", "resume", "injected", "bad_weights", "permissions", "empty_root", "output_is_under_a_file",
+                  "output_read_only", "guard", "nested_2023", "absurd", "broken_pipe", "disk_full_outputs",
+                  "disk_full_report", "device_unknown", "device_cuda_absent", "world_size_malformed",
+                  "rank_without_torchrun", "shard_summary", "empty_weights")
 ABSURD_SHAPE = (12, 200, 2, 8192, 5000)   # (nt, nz, nc, ny, nx): the image alone is 366 GiB of float32
 SNR = 40.0                                # of the simulated volumes (simulation.acquisition.simulate_kspace)
 
