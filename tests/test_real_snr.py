@@ -3,7 +3,11 @@ import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
 
+import torch
+
 from benchmarks import real_snr
+from benchmarks.native_eval import scored
+from model.fftc import fft2c, ifft2c
 from simulation.anatomy import real_data_root
 from simulation.realistic import Acquisition, simulate
 
@@ -18,6 +22,26 @@ def test_coil_snr_recovers_the_snr_the_simulator_drew(snr):
                               phase_patches=0.0, flow=0.0, phase_texture=0.0)
     kspace, _ = simulate(magnitude, acquisition, np.random.default_rng(0))
     assert real_snr.coil_snr(kspace[0]) == pytest.approx([snr], rel=0.1)
+
+
+def test_noise_ceiling_estimates_the_score_of_the_noise_free_truth():
+    """Against a noisy reference the noise-free truth scores below infinity; the estimate from the reference alone
+    (fresh noise at its corners' level) must land near that score, and fall as the noise grows."""
+    ny, nx = 96, 192
+    y, x = np.mgrid[:ny, :nx]
+    truth = gaussian_filter((((y - ny / 2) / 30) ** 2 + ((x - nx / 2) / 34) ** 2 < 1).astype(np.float32), 2.0)
+    truth = truth * (1 + 0.5 * np.sin(x / 5.0))                # structure inside the object
+    clean = fft2c(torch.from_numpy(truth.astype(np.complex64))).numpy()[None]
+    rng = np.random.default_rng(1)
+    ceilings = []
+    for sigma in (0.02, 0.1):                           # SNR about 50 and 10
+        noisy = clean + sigma * (rng.standard_normal(clean.shape) + 1j * rng.standard_normal(clean.shape))
+        reference = np.abs(ifft2c(torch.from_numpy(noisy.astype(np.complex64))).numpy()[0])
+        truth_psnr, _ = scored(reference, truth)
+        estimate, ssim = real_snr.noise_ceiling(noisy)
+        assert estimate == pytest.approx(truth_psnr, abs=0.5) and 0 < ssim <= 1
+        ceilings.append(estimate)
+    assert ceilings[0] > ceilings[1] + 10
 
 
 def test_the_real_acquisitions_lie_in_the_simulated_snr_range(tmp_path):
