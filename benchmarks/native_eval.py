@@ -391,7 +391,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ensemble", type=int, default=1)
     parser.add_argument("--subjects", type=int, help="at most this many subjects per simulated group")
     parser.add_argument("--out", type=Path, default=Path("docs/native-eval.md"))
-    parser.add_argument("--figures", type=Path, default=Path("docs/figures"))
+    parser.add_argument("--figures", type=Path,
+                        help="write the figures here (make eval: docs/figures); none without it, so that a side run "
+                             "never replaces the shipped page's")
     parser.add_argument("--json", type=Path, help="every row as JSON")
     parser.add_argument("--no-baselines", action="store_true",
                         help="score the weights only (zero-filled and CG-SENSE rows come from --merge)")
@@ -457,7 +459,7 @@ def main(argv: list[str] | None = None) -> int:
                  and c.acceleration == 16), None)
     if pick is not None:
         shown[pick] = "heldout-cine-ktuniform16.png"
-    keep = {index: {} for index in shown}
+    keep = {index: {} for index in shown} if args.figures else {}
     fresh = evaluate(cases, reconstructors, keep, baselines=not args.no_baselines)
     computed = {r.method for r in fresh}
     # merged rows of a method this run computed again would count its cases twice

@@ -141,7 +141,7 @@ def check(data: RadialData, reconstructors: dict[str, GenreReconstructor]
 
 
 def format_section(rows: list[Residual], command: str, machine: dict, weights: dict[str, str], spokes: int,
-                   held: int) -> str:
+                   held: int, figure: bool = True) -> str:
     lines = [BEGIN, "## Real radial k-space, no reference (benchmarks/radial_check.py)", "",
              f"`{command}` on {datetime.date.today().isoformat()}; {format_machine(machine)}.",
              "; ".join(f"{k} = `{v}`" for k, v in weights.items()) + ".",
@@ -154,7 +154,8 @@ def format_section(rows: list[Residual], command: str, machine: dict, weights: d
              "|---|---|---|---|---|"]
     lines += [f"| {r.method} | {r.used_cells:.4f} | {r.held_cells:.4f} | {r.held_cells_outer:.4f} | "
               f"{r.held_exact:.4f} |" for r in rows]
-    lines += ["", "![real-radial-12ch](figures/real-radial-12ch.png)", END]
+    lines += ["", "![real-radial-12ch](figures/real-radial-12ch.png)"] if figure else []
+    lines += [END]
     return "\n".join(lines) + "\n"
 
 
@@ -179,7 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", type=Path, nargs="+", required=True)
     parser.add_argument("--labels", nargs="+")
     parser.add_argument("--out", type=Path, default=Path("docs/native-eval.md"))
-    parser.add_argument("--figures", type=Path, default=Path("docs/figures"))
+    parser.add_argument("--figures", type=Path,
+                        help="write the figure here (make eval: docs/figures); none without it")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     labels = args.labels or [f"GENRE {w.stem}" for w in args.weights]
@@ -200,12 +202,14 @@ def main(argv: list[str] | None = None) -> int:
     for row in rows:
         print(f"{row.method}: used cells {row.used_cells:.4f}, held-back cells {row.held_cells:.4f} "
               f"(outer {row.held_cells_outer:.4f}), held-back exact {row.held_exact:.4f}")
-    save_figure(args.figures / "real-radial-12ch.png", images)
+    if args.figures:
+        save_figure(args.figures / "real-radial-12ch.png", images)
     command = shlex.join(["python", "-m", "benchmarks.radial_check", *(sys.argv[1:] if argv is None else argv)])
     weights = {label: f"{w} (sha256 {file_sha256(w)[:12]})" for label, w in zip(labels, args.weights)}
     text = args.out.read_text() if args.out.exists() else "# Native-size evaluation\n"
-    args.out.write_text(replace_section(text, format_section(rows, command, machine_summary(), weights, data.spokes,
-                                                              -(-data.spokes // HOLDOUT_EVERY)), BEGIN, END))
+    section = format_section(rows, command, machine_summary(), weights, data.spokes, -(-data.spokes // HOLDOUT_EVERY),
+                             figure=args.figures is not None)
+    args.out.write_text(replace_section(text, section, BEGIN, END))
     if args.json:
         args.json.write_text(json.dumps([asdict(r) for r in rows], indent=1))
     print(f"wrote {args.out}")

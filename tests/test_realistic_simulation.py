@@ -278,6 +278,30 @@ def test_native_eval_scores_every_method_on_every_case_and_writes_its_section(tm
     assert (tmp_path / "f.png").stat().st_size > 1000
 
 
+def test_native_eval_writes_figures_only_where_told(tmp_path, monkeypatch):
+    """A side run (no --figures) must not replace the shipped page's figures; with --figures they are written and
+    linked."""
+    from benchmarks import native_eval
+    from model.checkpoint import save_generator
+    from model.config import preset
+    from model.generator import GenreGenerator
+    from simulation.anatomy import real_data_root
+
+    if not native_eval.real_cases(real_data_root()):
+        pytest.skip("no real k-space under ../shared/data/real")
+    monkeypatch.setattr(native_eval, "heldout_series", lambda subjects: [])     # the real cases suffice
+    config = preset("tiny")
+    weights = tmp_path / "tiny.pt"
+    save_generator(weights, config, GenreGenerator(config).state_dict(), {})
+    monkeypatch.chdir(tmp_path)                        # where the old default (docs/figures) would have written
+    common = ["--weights", str(weights), "--no-baselines", "--cases", "organisers"]
+    assert native_eval.main([*common, "--out", "side.md"]) == 0
+    assert not (tmp_path / "docs").exists() and "![" not in (tmp_path / "side.md").read_text()
+    assert native_eval.main([*common, "--out", "page.md", "--figures", "figs"]) == 0
+    assert (tmp_path / "figs" / "real-kspace-sax-uniform8.png").stat().st_size > 1000
+    assert "figures/real-kspace-sax-uniform8.png" in (tmp_path / "page.md").read_text()
+
+
 def test_native_eval_real_kspace_cases_use_the_organisers_mask_file():
     from benchmarks import native_eval
     from simulation.anatomy import real_data_root
