@@ -31,6 +31,7 @@ from scipy.ndimage import gaussian_filter
 
 from benchmarks.bench_predict import write_section
 from benchmarks.native_eval import REAL_SAX, TWIX, sax_kspace, scored, twix_kspace
+from model.coils import rss
 from model.fftc import ifft2c
 from model.provenance import format_machine, machine_summary
 from simulation.anatomy import real_data_root
@@ -78,13 +79,13 @@ def noise_ceiling(kspace: np.ndarray, draws: int = 4, seed: int = 0) -> tuple[fl
     kspace = np.ascontiguousarray(kspace, dtype=np.complex64)
     images = ifft2c(torch.from_numpy(kspace)).numpy()
     truth = np.stack([gaussian_filter(i.real, SMOOTH / 2) + 1j * gaussian_filter(i.imag, SMOOTH / 2) for i in images])
-    truth_rss = np.sqrt((np.abs(truth) ** 2).sum(axis=0))
+    truth_rss = rss(torch.from_numpy(truth), dim=0).numpy()
     std = corner_noise_std(kspace)[:, None, None] / np.sqrt(2)
     rng = np.random.default_rng(seed)
     scores = []
     for _ in range(draws):
         noisy = truth + std * (rng.standard_normal(truth.shape) + 1j * rng.standard_normal(truth.shape))
-        scores.append(scored(np.sqrt((np.abs(noisy) ** 2).sum(axis=0)), truth_rss))
+        scores.append(scored(rss(torch.from_numpy(noisy), dim=0).numpy(), truth_rss))
     psnr, ssim = np.mean(scores, axis=0)
     return float(psnr), float(ssim)
 

@@ -1,9 +1,8 @@
 """benchmarks.real_snr: it measures the simulator's own SNR, and the real acquisitions lie in the simulated range."""
 import numpy as np
 import pytest
-from scipy.ndimage import gaussian_filter
-
 import torch
+from scipy.ndimage import gaussian_filter
 
 from benchmarks import real_snr
 from benchmarks.native_eval import scored
