@@ -5,6 +5,9 @@ default).
                                             [--ensemble 1 2 4] [--acquisition NAME=VALUE ...]
                                             [--out docs/validation-by-kind.md]
 
+The first column is the zero-filled reconstruction of the same windows (the RSS of the centre frame's masked k-space,
+at the reference's scale), so each weights file's margin over it reads off the table.
+
 The simulated-source presets validate on 16 windows pooled over every input kind; this splits validation by kind
 (k-t, time-constant Uniform, static, mapping-like) so that a stage that shifts its draws towards one kind can be
 judged on that kind, on the validation subjects (preset ``cpu``'s split, seed 0), never on the held-out cases of
@@ -28,6 +31,8 @@ import torch
 
 from benchmarks.validation_windows import report_lines, trained_on_every_subject, weights_note
 from model.checkpoint import load_generator
+from model.coils import rss
+from model.fftc import ifft2c
 from model.generator import hard_consistent_centre
 from model.inference import reflection_pass
 from model.reflection import ENSEMBLES, reflect
@@ -54,6 +59,11 @@ def kind_windows(count: int, config: TrainConfig = PRESETS["cpu"], trajectories:
         rng = np.random.default_rng(SEED + index)
         windows[name] = [sampler.draw(rng, config.curriculum[-1][1]) for _ in range(count)]
     return windows
+
+
+def zero_filled_centre(sample) -> torch.Tensor:
+    """The RSS of the window's centre frame, masked k-space (1, F, C, H, W) -> (1, H, W): the scale of the target."""
+    return rss(ifft2c(sample.masked_kspace[:, sample.masked_kspace.shape[1] // 2]))
 
 
 @torch.inference_mode()
@@ -101,12 +111,13 @@ def main(argv: list[str] | None = None) -> int:
     loaded = [load_generator(path) for path in args.weights]
     suffixes = [(f", ensemble {e}" if args.ensemble != [1] else "") + dc
                 for e in args.ensemble for dc in ([""] + [" + hard DC"] * args.hard_dc)]
-    columns = [f"`{p}`{suffix}" for p in args.weights for suffix in suffixes]
+    columns = ["zero-filled"] + [f"`{p}`{suffix}" for p in args.weights for suffix in suffixes]
     rows = ["| kind | n | " + " | ".join(columns) + " |", "|---|---|" + "---|" * len(columns)]
     per_kind, trajectory_rows = [], []
     for kind, samples in kind_windows(args.windows, config, trajectories=args.trajectories).items():
-        cells = [cell for generator, _ in loaded
-                 for cell in score(generator, samples, args.hard_dc, tuple(args.ensemble))]
+        zero_filled = np.mean([window_scores(zero_filled_centre(sample), sample) for sample in samples], axis=0)
+        cells = [tuple(zero_filled)] + [cell for generator, _ in loaded
+                                        for cell in score(generator, samples, args.hard_dc, tuple(args.ensemble))]
         row = f"| {kind} | {len(samples)} | " + " | ".join(f"{p:.2f} / {s:.3f}" for s, p in cells) + " |"
         if kind in KINDS:
             per_kind.append(cells)

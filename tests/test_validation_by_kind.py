@@ -1,11 +1,12 @@
-"""benchmarks.validation_by_kind's scoring: its variants (reflection ensembles, hard DC) on one toy window."""
+"""benchmarks.validation_by_kind's scoring: its variants (reflection ensembles, hard DC) and the zero-filled column on
+one toy window."""
 import dataclasses
 from types import SimpleNamespace
 
 import pytest
 import torch
 
-from benchmarks.validation_by_kind import score
+from benchmarks.validation_by_kind import score, zero_filled_centre
 from model.config import PRESETS
 from model.fftc import ifft2c
 from model.generator import GenreGenerator, hard_consistent_centre
@@ -69,3 +70,16 @@ def test_hard_dc_scores_the_same_passes_with_the_measurements_put_back(generator
     hard = passes(generator, sample, ENSEMBLES[2], hard_dc=True)
     assert pairs[:2] == both
     assert_scores(pairs[3:], [torch.stack(hard).mean(dim=0)], sample)
+
+
+def test_zero_filled_is_the_reference_when_fully_sampled_and_aliased_when_not(sample):
+    torch.manual_seed(6)
+    full = torch.randn(1, 5, 3, 16, 13, dtype=torch.complex64)
+    target = ifft2c(full[:, 2]).abs().square().sum(dim=1).sqrt()
+    complete = SimpleNamespace(masked_kspace=full, target=target, data_range=target.amax())
+    assert torch.allclose(zero_filled_centre(complete), target, atol=1e-5)
+    assert window_scores(zero_filled_centre(complete), complete)[0] == pytest.approx(1, abs=1e-4)
+    image = zero_filled_centre(sample)
+    assert image.shape == sample.target.shape
+    assert torch.allclose(image, ifft2c(sample.masked_kspace[:, 2]).abs().square().sum(dim=1).sqrt())
+    assert window_scores(image, sample)[0] < 0.99                       # the toy mask leaves most lines out
