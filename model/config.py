@@ -94,8 +94,8 @@ PRESETS: dict[str, GeneratorConfig] = {
 PRESETS["small-view-sharing"] = replace(PRESETS["small"], view_sharing=True)
 PRESETS["paper-view-sharing"] = replace(PRESETS["paper"], view_sharing=True)
 # 'small' widths, more cascades: a 'small' checkpoint deepens into them (training.growth); the 10-cascade one
-# ships (weights/genre_cmr.json), the 8-cascade one was its sibling run, the 14-cascade one is stage 26's
-# (docs/training-history.md)
+# ships (weights/genre_cmr.json), the 8-cascade one was its sibling run, the 14-cascade one stage 26's (grown from
+# it, not shipped: docs/training-history.md)
 PRESETS["small-8-view-sharing"] = replace(PRESETS["small-view-sharing"], cascades=8)
 PRESETS["small-10-view-sharing"] = replace(PRESETS["small-view-sharing"], cascades=10)
 PRESETS["small-14-view-sharing"] = replace(PRESETS["small-view-sharing"], cascades=14)
