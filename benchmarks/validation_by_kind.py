@@ -62,7 +62,8 @@ def kind_windows(count: int, config: TrainConfig = PRESETS["cpu"], trajectories:
 
 
 def zero_filled_centre(sample) -> torch.Tensor:
-    """The RSS of the window's centre frame, masked k-space (1, F, C, H, W) -> (1, H, W): the scale of the target."""
+    """A window's masked k-space (1, F, C, H, W) -> the RSS of its centre frame's zero-filled coil images (1, H, W),
+    on the scale of the window's target."""
     return rss(ifft2c(sample.masked_kspace[:, sample.masked_kspace.shape[1] // 2]))
 
 
