@@ -141,7 +141,7 @@ def check(data: RadialData, reconstructors: dict[str, GenreReconstructor]
 
 
 def format_section(rows: list[Residual], command: str, machine: dict, weights: dict[str, str], spokes: int,
-                   held: int, figure: bool = True) -> str:
+                   held: int, figure: bool) -> str:
     lines = [BEGIN, "## Real radial k-space, no reference (benchmarks/radial_check.py)", "",
              f"`{command}` on {datetime.date.today().isoformat()}; {format_machine(machine)}.",
              "; ".join(f"{k} = `{v}`" for k, v in weights.items()) + ".",
