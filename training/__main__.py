@@ -1,7 +1,7 @@
 """`python -m training --data ROOT [ROOT ...] --run-dir RUN_DIR [--preset cpu] [--workers N] [--masks drawn]
                     [--max-steps N] [--max-minutes M] [--resume] [--init-from WEIGHTS]
                     [--train-kinds KIND=W ...] [--train-kt PATTERN=W ...] [--train-acquisition NAME=VALUE ...]
-                    [--ema DECAY]
+                    [--rotate DEGREES] [--zoom FRACTION] [--ema DECAY]
                     [--no-ear --no-sda --no-residual --no-adv]`
 
 Trains GENRE-CMR on CMRxRecon training trees as the 2023, 2024 and 2025 releases unpack (several at once), or
@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from model.allocator import retain_freed_memory
+from simulation.geometry import Geometry
 from training.config import PRESETS, TrainConfig
 from training.layouts import LayoutError
 from training.simulated import kt_probabilities
@@ -54,6 +55,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--train-acquisition", nargs="+", metavar="NAME=VALUE",
                         help="simulated source: the training draws' acquisition (simulation.realistic.Acquisition "
                              "fields, e.g. tissue_phase=0.5 or snr=6,80; validation windows keep the preset's)")
+    parser.add_argument("--rotate", type=float, metavar="DEGREES",
+                        help="simulated source: each training window's anatomy rotated by an angle drawn in "
+                             "[-DEGREES, DEGREES] (simulation.geometry; validation windows are not)")
+    parser.add_argument("--zoom", type=float, metavar="FRACTION",
+                        help="simulated source: each training window's anatomy zoomed by a factor drawn "
+                             "log-uniformly in [1 / (1 + FRACTION), 1 + FRACTION]")
     parser.add_argument("--ema", type=float, metavar="DECAY",
                         help="validate and export an exponential moving average of the generator's weights "
                              "(e.g. 0.998: a horizon of about 500 steps)")
@@ -111,6 +118,14 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
             overrides["train_acquisition"] = PRESETS[args.preset].acquisition.overridden(args.train_acquisition)
         except ValueError as error:
             raise SystemExit(f"--train-acquisition: {error}") from None
+    if args.rotate is not None or args.zoom is not None:
+        preset = PRESETS[args.preset].geometry
+        try:
+            overrides["geometry"] = Geometry(
+                rotate_degrees=preset.rotate_degrees if args.rotate is None else args.rotate,
+                zoom=preset.zoom if args.zoom is None else args.zoom)
+        except ValueError as error:
+            raise SystemExit(f"--rotate / --zoom: {error}") from None
     config = dataclasses.replace(PRESETS[args.preset], **{k: v for k, v in overrides.items() if v is not None})
     return dataclasses.replace(config, use_ear=not args.no_ear, use_sda=not args.no_sda,
                                residual=not args.no_residual, use_adv=not args.no_adv,

@@ -1,6 +1,7 @@
 """Typed training configuration (stored in every training checkpoint and in the shipped weights' record)."""
 from dataclasses import asdict, dataclass, field
 
+from simulation.geometry import Geometry
 from simulation.realistic import Acquisition
 
 
@@ -59,6 +60,8 @@ class TrainConfig:
     # simulated: the training draws' acquisition when it differs from ``acquisition``, which the validation windows
     # keep (so a stage that changes the simulation is still judged on the windows of the stages before it)
     train_acquisition: Acquisition | None = None
+    # simulated: each training window's anatomy rotated and zoomed at random (simulation.geometry); validation: never
+    geometry: Geometry = field(default_factory=Geometry)
     # > 0: validate and export an exponential moving average of the generator's weights (training.ema)
     ema_decay: float = 0.0
     seed: int = 0                              # subject split, validation windows, phantoms and (by default) draws
@@ -97,6 +100,8 @@ class TrainConfig:
         for name in ("acquisition", "train_acquisition"):
             if isinstance(values.get(name), dict):
                 values[name] = Acquisition.from_dict(values[name])
+        if isinstance(values.get("geometry"), dict):
+            values["geometry"] = Geometry(**values["geometry"])
         return cls(**values)
 
 

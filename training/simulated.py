@@ -24,6 +24,7 @@ from model.view_sharing import shared_kspace
 from model.window import adjacent_frames
 from simulation.anatomy import RealDataMissing, list_cine_series, load_cine_series
 from simulation.contrast import t1_series, t2_series
+from simulation.geometry import Geometry, rotate_zoom
 from simulation.phantom import phantom_series
 from simulation.realistic import Acquisition, acquire, draw_acquisition
 from training.dataset import Sample
@@ -91,7 +92,8 @@ class SimulatedSampler:
     def __init__(self, series: list[SourceSeries], domains: list[str], acquisition: Acquisition,
                  kind_weights: dict[str, float], acs_choices: tuple[int, ...] = (16, 20, 24),
                  crop_width: int = 0, window: int = 5, reflect_augment: bool = True,
-                 centre_weights: dict[str, float] | None = None, kt_weights: dict[str, float] | None = None):
+                 centre_weights: dict[str, float] | None = None, kt_weights: dict[str, float] | None = None,
+                 geometry: Geometry = Geometry()):
         if not series:
             raise ValueError("no source series to simulate from")
         unknown = set(kind_weights) - set(KINDS)
@@ -106,7 +108,7 @@ class SimulatedSampler:
         weights = weights / np.array([counts[s.center] for s in series])      # centres balanced, then weighted
         self.series_p = weights / weights.sum()
         self.acs_choices, self.crop_width, self.window = acs_choices, crop_width, window
-        self.reflect_augment = reflect_augment
+        self.reflect_augment, self.geometry = reflect_augment, geometry
         self.kt_p = kt_probabilities(kt_weights)
 
     def draw(self, rng: np.random.Generator, accelerations: tuple[int, ...]) -> Sample:
@@ -116,6 +118,8 @@ class SimulatedSampler:
         if self.reflect_augment:
             images = images[:, ::-1] if rng.random() < 0.5 else images
             images = images[:, :, ::-1] if rng.random() < 0.5 else images
+        if self.geometry.active:           # no draw when off, so the stages before it keep their windows
+            images = rotate_zoom(np.ascontiguousarray(images), *self.geometry.draw(rng))
         trim = rng.integers(0, 3, 2)                       # odd and even phase-encode counts
         images = np.ascontiguousarray(images[:, trim[0]:images.shape[1] - trim[1]])
         # both drawn for every window, as before --train-kt, so a seed gives the draws it gave the earlier stages

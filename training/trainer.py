@@ -410,6 +410,7 @@ def simulated_samplers(config: TrainConfig) -> tuple[list[str], SimulatedSampler
     train = SimulatedSampler(train_series, domains, config.train_acquisition or config.acquisition,
                              reflect_augment=config.reflect_augment,
                              centre_weights=dict(config.centre_weights), kt_weights=dict(config.train_kt_weights),
+                             geometry=config.geometry,
                              kind_weights=dict(config.train_kind_weights or config.kind_weights), **options)
     val = SimulatedSampler(val_series, domains, config.acquisition, reflect_augment=False,
                            kind_weights=dict(config.kind_weights),
