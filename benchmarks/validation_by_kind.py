@@ -43,10 +43,11 @@ from training.trainer import simulated_samplers, window_scores
 SEED = 23
 
 
-def kind_windows(count: int, config: TrainConfig = PRESETS["cpu"], trajectories: bool = False) -> dict[str, list]:
+def kind_windows(count: int, config: TrainConfig = PRESETS["cpu"], trajectories: bool = False,
+                 keep_maps: bool = False) -> dict[str, list]:
     """``count`` validation windows per input kind (final-curriculum accelerations), seeded per kind; with
     ``trajectories`` also per k-t trajectory (keys ``kt:ktUniform`` ...), seeded after the kinds, so the kinds'
-    windows are the same either way."""
+    windows are the same either way. ``keep_maps``: each window carries its simulated coil maps."""
     domains, _, val, _ = simulated_samplers(config)
     draws = [(kind, {kind: 1.0}, None) for kind in KINDS]
     if trajectories:
@@ -55,7 +56,7 @@ def kind_windows(count: int, config: TrainConfig = PRESETS["cpu"], trajectories:
     for index, (name, kinds, kt_weights) in enumerate(draws):
         sampler = SimulatedSampler(val.series, domains, config.acquisition, kinds, config.acs_choices,
                                    config.crop_width, config.adjacent_frames, reflect_augment=False,
-                                   kt_weights=kt_weights)
+                                   kt_weights=kt_weights, keep_maps=keep_maps)
         rng = np.random.default_rng(SEED + index)
         windows[name] = [sampler.draw(rng, config.curriculum[-1][1]) for _ in range(count)]
     return windows

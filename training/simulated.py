@@ -93,7 +93,7 @@ class SimulatedSampler:
                  kind_weights: dict[str, float], acs_choices: tuple[int, ...] = (16, 20, 24),
                  crop_width: int = 0, window: int = 5, reflect_augment: bool = True,
                  centre_weights: dict[str, float] | None = None, kt_weights: dict[str, float] | None = None,
-                 geometry: Geometry = Geometry()):
+                 geometry: Geometry = Geometry(), keep_maps: bool = False):
         if not series:
             raise ValueError("no source series to simulate from")
         unknown = set(kind_weights) - set(KINDS)
@@ -109,6 +109,7 @@ class SimulatedSampler:
         self.series_p = weights / weights.sum()
         self.acs_choices, self.crop_width, self.window = acs_choices, crop_width, window
         self.reflect_augment, self.geometry = reflect_augment, geometry
+        self.keep_maps = keep_maps         # samples carry the drawn coil maps (benchmarks.oracle_maps)
         self.kt_p = kt_probabilities(kt_weights)
 
     def draw(self, rng: np.random.Generator, accelerations: tuple[int, ...]) -> Sample:
@@ -166,4 +167,6 @@ class SimulatedSampler:
                       shared_kspace=shared_kspace(masked_all, masks)[None] / scale,
                       target=rss(ifft2c(full_centre)).float(), data_range=volume_max.reshape(1).float(),
                       domain=self.domains.index(domain), radial=pattern == "ktRadial", pattern=pattern,
-                      acceleration=factor, num_acs=num_acs)
+                      acceleration=factor, num_acs=num_acs,
+                      maps=torch.from_numpy(np.ascontiguousarray(draw.maps[..., columns]))[None] if self.keep_maps
+                      else None)
