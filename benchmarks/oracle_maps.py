@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from benchmarks.validation_by_kind import kind_windows, zero_filled_centre
+from benchmarks.validation_by_kind import kind_windows, window_size_note, zero_filled_centre
 from benchmarks.validation_windows import report_lines, trained_on_every_subject, weights_note
 from model.checkpoint import load_generator
 from model.coils import normalise_to_unit_rss
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = report_lines("GENRE with learned against true coil maps (benchmarks/oracle_maps.py)", command,
                          [weights_note(args.weights, seen if trained_on_every_subject(record) else "")],
                          "benchmarks.validation_by_kind's (preset `cpu`'s validation subjects, seed 23 + kind), "
-                         "single pass; PSNR dB / SSIM, mean over the windows", rows)
+                         f"{window_size_note()}, single pass; PSNR dB / SSIM, mean over the windows", rows)
     args.out.write_text("\n".join(lines))
     return 0
 

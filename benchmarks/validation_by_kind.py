@@ -62,6 +62,14 @@ def kind_windows(count: int, config: TrainConfig = PRESETS["cpu"], trajectories:
     return windows
 
 
+def window_size_note(config: TrainConfig = PRESETS["cpu"]) -> str:
+    """What the windows are in size: the training validation's readout crops, not whole images."""
+    if config.crop_width:
+        return (f"each a {config.crop_width}-column readout crop at the acquired pixel size (the training "
+                "validation's windows, not whole images)")
+    return "whole images at the acquired pixel size"
+
+
 def zero_filled_centre(sample) -> torch.Tensor:
     """A window's masked k-space (1, F, C, H, W) -> the RSS of its centre frame's zero-filled coil images (1, H, W),
     on the scale of the window's target."""
@@ -136,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = report_lines("Validation per input kind (benchmarks/validation_by_kind.py)", command, notes,
                          f"preset `cpu`'s validation subjects, simulated afresh (seed {SEED} + kind"
                          f"{'; acquisition ' + ' '.join(args.acquisition) if args.acquisition else ''}), "
+                         f"{window_size_note(config)}, "
                          f"{'single pass' if args.ensemble == [1] else 'reflection ensembles ' + str(args.ensemble)}; "
                          "PSNR dB / SSIM, mean over the windows", rows)
     args.out.parent.mkdir(parents=True, exist_ok=True)

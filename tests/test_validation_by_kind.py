@@ -6,8 +6,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from benchmarks.validation_by_kind import score, zero_filled_centre
+from benchmarks.validation_by_kind import score, window_size_note, zero_filled_centre
 from model.config import PRESETS
+from training.config import PRESETS as TRAIN_PRESETS
 from model.fftc import ifft2c
 from model.generator import GenreGenerator, hard_consistent_centre
 from model.reflection import ENSEMBLES, reflect
@@ -83,3 +84,9 @@ def test_zero_filled_is_the_reference_when_fully_sampled_and_aliased_when_not(sa
     assert image.shape == sample.target.shape
     assert torch.allclose(image, ifft2c(sample.masked_kspace[:, 2]).abs().square().sum(dim=1).sqrt())
     assert window_scores(image, sample)[0] < 0.99                       # the toy mask leaves most lines out
+
+
+def test_the_report_says_the_windows_are_readout_crops_and_how_wide():
+    assert "96-column readout crop" in window_size_note(TRAIN_PRESETS["cpu"])
+    assert TRAIN_PRESETS["cpu"].crop_width == 96
+    assert window_size_note(dataclasses.replace(TRAIN_PRESETS["cpu"], crop_width=0)).startswith("whole images")
