@@ -126,6 +126,12 @@ def replace_section(text: str, section: str, begin: str = BEGIN, end: str = END)
     return text.rstrip("\n") + "\n\n" + section
 
 
+def figure_link(figure: Path, page: Path) -> str:
+    """The markdown image target for ``figure`` as seen from ``page``: relative to the page's folder, so that a side
+    run's page (--out build/x.md --figures build/figs) links its own figures, not the shipped page's."""
+    return Path(os.path.relpath(figure, page.parent)).as_posix()
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Measuring one run.
 

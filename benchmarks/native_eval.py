@@ -39,7 +39,7 @@ import numpy as np
 import scipy.io
 import torch
 
-from benchmarks.bench_predict import replace_section
+from benchmarks.bench_predict import figure_link, replace_section
 from challenge.masks import make_mask
 from challenge.scoring import score_file
 from model.adaptation import AdaptConfig
@@ -471,7 +471,7 @@ def main(argv: list[str] | None = None) -> int:
             case = cases[index]
             save_figure(args.figures / filename, keep[index],
                         f"{case.group}: {case.pattern} AF {case.acceleration}, frame {case.frame}")
-            figures.append(str(Path("figures") / filename))
+            figures.append(figure_link(args.figures / filename, args.out))
     command = shlex.join(["python", "-m", "benchmarks.native_eval", *(sys.argv[1:] if argv is None else argv)])
     weights = {label: f"{w} (sha256 {file_sha256(w)[:12]})" for label, w in zip(labels, args.weights)}
     for name, path in peer_weights.items():   # a learned peer's budget beside GENRE's (its training record)

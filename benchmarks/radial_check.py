@@ -32,7 +32,7 @@ import numpy as np
 import scipy.io
 import torch
 
-from benchmarks.bench_predict import replace_section
+from benchmarks.bench_predict import figure_link, replace_section
 from model.acs import acs_region
 from model.checkpoint import file_sha256
 from model.classical import CGSense, estimate_sensitivities_from_acs
@@ -141,7 +141,8 @@ def check(data: RadialData, reconstructors: dict[str, GenreReconstructor]
 
 
 def format_section(rows: list[Residual], command: str, machine: dict, weights: dict[str, str], spokes: int,
-                   held: int, figure: bool) -> str:
+                   held: int, figure: str | None) -> str:
+    """The page's section; ``figure``: the image's link from the page (None: no figure)."""
     lines = [BEGIN, "## Real radial k-space, no reference (benchmarks/radial_check.py)", "",
              f"`{command}` on {datetime.date.today().isoformat()}; {format_machine(machine)}.",
              "; ".join(f"{k} = `{v}`" for k, v in weights.items()) + ".",
@@ -154,7 +155,7 @@ def format_section(rows: list[Residual], command: str, machine: dict, weights: d
              "|---|---|---|---|---|"]
     lines += [f"| {r.method} | {r.used_cells:.4f} | {r.held_cells:.4f} | {r.held_cells_outer:.4f} | "
               f"{r.held_exact:.4f} |" for r in rows]
-    lines += ["", "![real-radial-12ch](figures/real-radial-12ch.png)"] if figure else []
+    lines += ["", f"![real-radial-12ch]({figure})"] if figure else []
     lines += [END]
     return "\n".join(lines) + "\n"
 
@@ -202,13 +203,14 @@ def main(argv: list[str] | None = None) -> int:
     for row in rows:
         print(f"{row.method}: used cells {row.used_cells:.4f}, held-back cells {row.held_cells:.4f} "
               f"(outer {row.held_cells_outer:.4f}), held-back exact {row.held_exact:.4f}")
-    if args.figures:
-        save_figure(args.figures / "real-radial-12ch.png", images)
+    figure = args.figures / "real-radial-12ch.png" if args.figures else None
+    if figure:
+        save_figure(figure, images)
     command = shlex.join(["python", "-m", "benchmarks.radial_check", *(sys.argv[1:] if argv is None else argv)])
     weights = {label: f"{w} (sha256 {file_sha256(w)[:12]})" for label, w in zip(labels, args.weights)}
     text = args.out.read_text() if args.out.exists() else "# Native-size evaluation\n"
     section = format_section(rows, command, machine_summary(), weights, data.spokes, -(-data.spokes // HOLDOUT_EVERY),
-                             figure=args.figures is not None)
+                             figure=figure_link(figure, args.out) if figure else None)
     args.out.write_text(replace_section(text, section, BEGIN, END))
     if args.json:
         args.json.write_text(json.dumps([asdict(r) for r in rows], indent=1))

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.bench_predict import (BEGIN, END, outside_network_share, replace_section, replicate_tree,
-                                      replicated_name)
+from benchmarks.bench_predict import (BEGIN, END, figure_link, outside_network_share, replace_section,
+                                      replicate_tree, replicated_name)
 from benchmarks.evaluate import (FAIL, NOT_MEASURED, PASS, TARGET_FACTORS, TARGET_PATTERNS, EvaluationSetupError,
                                  MethodScores, MethodSpec, PredictRun, aggregate_cells, check_targets, group_tables,
                                  method_scores, method_specs, peer_targets, predict_command, psnr_margins,
@@ -305,6 +305,12 @@ def test_replace_section_keeps_other_sections_and_is_idempotent():
     assert other in second and second.endswith("\n## Notes\nkept\n")
     assert second.count(BEGIN) == 1 and second.count(END) == 1
     assert replace_section(second, f"{BEGIN}\nnew numbers\n{END}\n") == second
+
+
+def test_figure_links_are_relative_to_the_page_that_shows_them():
+    assert figure_link(Path("docs/figures/a.png"), Path("docs/native-eval.md")) == "figures/a.png"
+    assert figure_link(Path("build/figs-28/a.png"), Path("build/page.md")) == "figs-28/a.png"
+    assert figure_link(Path("build/figs/a.png"), Path("docs/page.md")) == "../build/figs/a.png"
 
 
 def test_replicated_names_are_distinct_patient_folders():

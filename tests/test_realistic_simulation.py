@@ -299,7 +299,7 @@ def test_native_eval_writes_figures_only_where_told(tmp_path, monkeypatch):
     assert not (tmp_path / "docs").exists() and "![" not in (tmp_path / "side.md").read_text()
     assert native_eval.main([*common, "--out", "page.md", "--figures", "figs"]) == 0
     assert (tmp_path / "figs" / "real-kspace-sax-uniform8.png").stat().st_size > 1000
-    assert "figures/real-kspace-sax-uniform8.png" in (tmp_path / "page.md").read_text()
+    assert "](figs/real-kspace-sax-uniform8.png)" in (tmp_path / "page.md").read_text()   # its own, from the page
 
 
 def test_native_eval_real_kspace_cases_use_the_organisers_mask_file():
