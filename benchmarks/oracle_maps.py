@@ -86,8 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = ["| kind | n | " + " | ".join(METHODS) + " | true − learned |", "|---" * (len(METHODS) + 3) + "|"]
     for kind, samples in kind_windows(args.windows, keep_maps=True).items():
         means = compare(generator, samples)
-        rows.append(f"| {kind} | {len(samples)} | " + " | ".join(f"{means[m][1]:.2f} / {means[m][0]:.4f}" for m in METHODS)
-                    + f" | {means['true maps'][1] - means['learned maps'][1]:+.2f} dB |")
+        cells = " | ".join(f"{means[m][1]:.2f} / {means[m][0]:.4f}" for m in METHODS)
+        rows.append(f"| {kind} | {len(samples)} | {cells} | "
+                    f"{means['true maps'][1] - means['learned maps'][1]:+.2f} dB |")
         print(rows[-1], flush=True)
     lines = report_lines("GENRE with learned against true coil maps (benchmarks/oracle_maps.py)", command,
                          [weights_note(args.weights, seen if trained_on_every_subject(record) else "")],

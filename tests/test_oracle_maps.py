@@ -21,7 +21,8 @@ def test_aligned_maps_keep_the_true_magnitudes_and_take_the_learned_common_phase
     aligned = aligned_maps(true * 5.0, learned)                                   # the true maps' scale is irrelevant
     torch.testing.assert_close(aligned, learned, atol=1e-5, rtol=1e-5)
     other = torch.randn(1, 3, 4, 6, 7, dtype=torch.complex64, generator=generator)
-    torch.testing.assert_close(aligned_maps(true, other).abs(), normalise_to_unit_rss(true)[:, None].abs().expand(1, 3, 4, 6, 7))
+    torch.testing.assert_close(aligned_maps(true, other).abs(),
+                               normalise_to_unit_rss(true)[:, None].abs().expand(1, 3, 4, 6, 7))
 
 
 @pytest.fixture(scope="module")

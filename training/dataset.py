@@ -43,7 +43,7 @@ class Sample:
     pattern: str
     acceleration: int
     num_acs: int = 0              # ACS lines (or square side) of this window's mask; 0: the run's TrainConfig.num_acs
-    maps: torch.Tensor | None = None   # (1, C, H, W) complex64: the simulator's coil maps, where asked for (diagnostics)
+    maps: torch.Tensor | None = None   # (1, C, H, W) complex64: the simulator's coil maps, where asked (diagnostics)
 
     def _map(self, move) -> "Sample":
         return Sample(**{f.name: (move(v) if isinstance(v := getattr(self, f.name), torch.Tensor) else v)
