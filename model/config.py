@@ -43,6 +43,11 @@ class GeneratorConfig:
     # (view sharing): at AF 24 a 5-frame ktUniform window holds 5 of the 24 lattice offsets, a 24-frame cine all.
     # Data consistency still uses the frame's own measurements only (docs/method-choices.md).
     view_sharing: bool = False
+    # Cascades from this index on scale their move by a learned scalar gate, x + g (x_next - x) (ReZero-like;
+    # not in method.md; None: no gates): cascades appended to a trained generator start at g = 0, so the deeper
+    # network starts as the shallower one's exact output instead of below it (training.growth;
+    # docs/training-history.md, stages 26 and 29). The trained cascades before it keep their own step sizes.
+    gated_from: int | None = None
 
     def __post_init__(self):
         if self.adjacent_frames < 1 or self.adjacent_frames % 2 == 0:
@@ -53,6 +58,9 @@ class GeneratorConfig:
             raise ValueError(f"cascades must be >= 1, got {self.cascades}")
         if not 0 < self.denoiser_readout_fraction <= 1:
             raise ValueError(f"denoiser_readout_fraction must be in (0, 1], got {self.denoiser_readout_fraction}")
+        if self.gated_from is not None and not 0 <= self.gated_from < self.cascades:
+            raise ValueError(f"gated_from must be a cascade index (0 to {self.cascades - 1}) or None, "
+                             f"got {self.gated_from}")
         if int(self.sens_downsample) != self.sens_downsample or self.sens_downsample < 1:
             raise ValueError(f"sens_downsample must be a positive integer, got {self.sens_downsample}")
 
@@ -99,6 +107,8 @@ PRESETS["paper-view-sharing"] = replace(PRESETS["paper"], view_sharing=True)
 PRESETS["small-8-view-sharing"] = replace(PRESETS["small-view-sharing"], cascades=8)
 PRESETS["small-10-view-sharing"] = replace(PRESETS["small-view-sharing"], cascades=10)
 PRESETS["small-14-view-sharing"] = replace(PRESETS["small-view-sharing"], cascades=14)
+# the same, its last four cascades gated: the shipped 10-cascade checkpoint deepens into it with them shut
+PRESETS["small-14-gated-view-sharing"] = replace(PRESETS["small-14-view-sharing"], gated_from=10)
 
 
 class ConfigError(ValueError):

@@ -69,11 +69,12 @@ class Cascade(nn.Module):
     group 2 the next latent. With ``residual`` the cascade owns zero-initialised
     1x1 convs that add the previous cascade's bottleneck, dec3 and dec2 features to its own (method.md §4).
     With readout_fraction < 1 the denoiser sees the central readout columns only; the other columns take the
-    data-consistency step alone and keep their latent.
+    data-consistency step alone and keep their latent. With ``gated`` the whole move is scaled by a learned
+    scalar: x_next = x + gate (x_next - x), the gate 1 at construction (training.growth sets new cascades' to 0).
     """
 
     def __init__(self, frames: int, n_buffer: int, config: UnetConfig, residual: bool, eta_init: float,
-                 readout_fraction: float = 1.0):
+                 readout_fraction: float = 1.0, gated: bool = False):
         super().__init__()
         self.frames, self.n_buffer, self.readout_fraction = frames, n_buffer, readout_fraction
         groups = 1 + n_buffer
@@ -85,6 +86,7 @@ class Cascade(nn.Module):
                 conv = nn.Conv2d(chans, chans, kernel_size=1, bias=False)
                 nn.init.zeros_(conv.weight)
                 self.residual.append(conv)
+        self.gate = nn.Parameter(torch.tensor(1.0)) if gated else None
 
     def forward(self, x: torch.Tensor, x0: torch.Tensor, latent: torch.Tensor, operator: SenseOperator,
                 previous: list[torch.Tensor] | None) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
@@ -104,6 +106,8 @@ class Cascade(nn.Module):
         with fp32_region(x.device):
             x_next = gradient_step(x, gradient, self.eta)
             x_next = replace_columns(x_next, columns, x_next[..., columns] - update)
+            if self.gate is not None:
+                x_next = x + self.gate * (x_next - x)
         return x_next, latent, features
 
 
@@ -117,7 +121,8 @@ class GenreGenerator(nn.Module):
         # the first cascade has no predecessor, so no residual convs
         self.cascades = nn.ModuleList(
             Cascade(config.adjacent_frames, config.n_buffer, config.denoiser, config.residual and index > 0,
-                    config.eta_init, config.denoiser_readout_fraction)
+                    config.eta_init, config.denoiser_readout_fraction,
+                    config.gated_from is not None and index >= config.gated_from)
             for index in range(config.cascades))
         self.gradient_checkpointing = False  # training switch: recompute each cascade in backward
 

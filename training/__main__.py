@@ -40,6 +40,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--lr-step-epochs", type=int, metavar="N",
                         help="multiply the learning rates by the preset's gamma every N epochs (default: the "
                              "preset's; N >= --epochs keeps them constant)")
+    parser.add_argument("--gated-lr", type=float,
+                        help="learning rate of the gated cascades' weights (models with model.config gated_from; "
+                             "default 3e-4)")
+    parser.add_argument("--gate-lr", type=float, help="learning rate of their gates (default 5e-3)")
     parser.add_argument("--seed", type=int, help="subject split, validation windows and (by default) the draws")
     parser.add_argument("--draw-seed", type=int,
                         help="seed of the training windows' draws (default: --seed); a further stage on the same "
@@ -101,7 +105,7 @@ def parse_kind_weights(pairs: list[str], option: str = "--train-kinds") -> tuple
 
 def build_config(args: argparse.Namespace) -> TrainConfig:
     overrides = {"model": args.model, "epochs": args.epochs, "steps_per_epoch": args.steps_per_epoch,
-                 "lr": args.lr, "lr_step_epochs": args.lr_step_epochs, "seed": args.seed, "draw_seed": args.draw_seed,
+                 "lr": args.lr, "gated_lr": args.gated_lr, "gate_lr": args.gate_lr, "lr_step_epochs": args.lr_step_epochs, "seed": args.seed, "draw_seed": args.draw_seed,
                  "adv_weight": args.adv_weight, "ema_decay": args.ema,
                  "val_fraction": 0.0 if args.all_subjects else None,
                  "masks": args.masks, "windows_per_read": args.windows_per_read}

@@ -60,6 +60,30 @@ def init_distributed(device: torch.device) -> Distributed:
     return Distributed(rank=dist.get_rank(), world_size=dist.get_world_size())
 
 
+def generator_param_groups(generator: torch.nn.Module, gated_from: int | None, config: TrainConfig) -> list[dict]:
+    """The generator's trainable parameters for its optimiser, in up to three groups: the cascades gated from
+    index ``gated_from`` on (model.config; appended to a trained generator, training.growth) train at
+    ``config.gated_lr``, their gates at ``config.gate_lr`` without weight decay (which would pull an open gate
+    shut), and the rest at the optimiser's defaults."""
+    gates, gated, rest = [], [], []
+    for name, parameter in generator.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        parts = name.split(".")
+        index = parts.index("cascades") if "cascades" in parts else -1
+        in_gated = gated_from is not None and index >= 0 and int(parts[index + 1]) >= gated_from
+        if name.endswith(".gate"):
+            gates.append(parameter)
+        else:
+            (gated if in_gated else rest).append(parameter)
+    groups = [{"params": rest}]
+    if gated:
+        groups.append({"params": gated, "lr": config.gated_lr})
+    if gates:
+        groups.append({"params": gates, "lr": config.gate_lr, "weight_decay": 0.0})
+    return groups
+
+
 class Trainer:
     def __init__(self, config: TrainConfig, data_root: Path | list[Path] | None, run_dir: Path,
                  device: str = "cpu", workers: int = 0, samplers: tuple | None = None):
@@ -82,7 +106,7 @@ class Trainer:
         self.model_config = model_config
         self.generator = GenreGenerator(model_config).to(self.device)
         self.discriminator = PatchDiscriminator(DiscriminatorConfig()).to(self.device)
-        self.opt_g = torch.optim.AdamW([p for p in self.generator.parameters() if p.requires_grad],
+        self.opt_g = torch.optim.AdamW(generator_param_groups(self.generator, model_config.gated_from, config),
                                        lr=config.lr, weight_decay=config.weight_decay)
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=config.d_lr, betas=config.d_betas)
         self.sched_g = torch.optim.lr_scheduler.StepLR(self.opt_g, config.lr_step_epochs, config.lr_gamma)
@@ -307,16 +331,21 @@ class Trainer:
     def init_generator(self, weights: Path) -> None:
         """Start from an earlier stage's generator (a shipped weights file, sha256-checked, whose model
         configuration must match this run's but for view_sharing, which changes the first estimate and no
-        parameter, and for more cascades, which start as copies of its last one: training.growth); the
+        parameter, and for more cascades, which start as copies of its last one, gated shut where this run's
+        configuration gates them (training.growth; only appended cascades may gain gates); the
         discriminator, optimisers and CoV/SDA state start fresh."""
         generator, record = load_generator(weights)
         source = generator.config
-        if (dataclasses.replace(source, view_sharing=self.model_config.view_sharing,
-                                cascades=self.model_config.cascades) != self.model_config
-                or source.cascades > self.model_config.cascades):
+        target = self.model_config
+        if (dataclasses.replace(source, view_sharing=target.view_sharing, cascades=target.cascades,
+                                gated_from=target.gated_from) != target
+                or source.cascades > target.cascades
+                or source.gated_from not in (None, target.gated_from)
+                or (source.gated_from is None and target.gated_from is not None
+                    and target.gated_from < source.cascades)):
             raise ValueError(f"{weights}: its model configuration differs from this run's ({self.config.model})")
-        self.g_module.load_state_dict(deepened_state(generator.state_dict(), source.cascades,
-                                                     self.model_config.cascades))
+        self.g_module.load_state_dict(deepened_state(generator.state_dict(), source.cascades, target.cascades,
+                                                     target.gated_from))
         if self.ema is not None:
             self.ema.reset(self.g_module)
         self.init_record = {"weights": str(weights), "sha256": record["sha256"], "steps": record.get("steps"),
