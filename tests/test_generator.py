@@ -156,6 +156,28 @@ def test_invalid_compute_savers_are_refused(changes):
         replace(TINY, **changes)
 
 
+@pytest.mark.parametrize("gated_from", [-1, 4])
+def test_a_gate_index_outside_the_cascades_is_refused(gated_from):
+    with pytest.raises(ValueError, match="gated_from"):
+        replace(TINY, gated_from=gated_from)
+
+
+def test_shut_gates_pass_their_input_through_and_open_ones_change_nothing():
+    gated = build(replace(TINY, gated_from=2))
+    assert [c.gate is not None for c in gated.cascades] == [False, False, True, True]
+    plain = GenreGenerator(TINY).eval()
+    plain.load_state_dict({k: v for k, v in gated.state_dict().items() if not k.endswith(".gate")})
+    kspace, mask = random_input(1, 4, 16, 24)
+    with torch.no_grad():
+        torch.testing.assert_close(gated(kspace, mask, 16, False).image, plain(kspace, mask, 16, False).image)
+        for cascade in gated.cascades[2:]:
+            cascade.gate.fill_(0.0)
+        out = gated(kspace, mask, 16, False)
+    # the gated cascades' denoisers still run (their latent and features change) but x leaves them as it came
+    assert torch.equal(out.cascade_images[3], out.cascade_images[1])
+    assert not torch.equal(out.cascade_images[1], out.cascade_images[0])
+
+
 def test_gradient_checkpointing_matches_and_backpropagates():
     generator = build().train()
     kspace, mask = random_input(1, 4, 16, 24)

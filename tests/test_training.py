@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from challenge.matio import write_kspace_v73
+from model import config as model_config
 from model.checkpoint import load_generator, save_generator
 from model.fftc import fft2c
 from model.reflection import reflect
@@ -244,6 +245,45 @@ def test_deepened_state_appends_independent_copies_of_the_last_cascade():
     assert float(deeper["cascades.2.eta"]) == 2.0 and float(state["cascades.1.eta"]) == 2.0
     with pytest.raises(ValueError, match="cannot deepen 2 cascades to 1"):
         deepened_state(state, 2, 1)
+
+
+def test_deepened_state_gates_only_the_appended_cascades_and_shuts_them():
+    state = {"cascades.0.eta": torch.tensor(1.0), "cascades.1.eta": torch.tensor(2.0)}
+    deeper = deepened_state(state, 2, 4, gated_from=2)
+    assert [float(deeper[f"cascades.{i}.gate"]) for i in (2, 3)] == [0.0, 0.0]
+    assert "cascades.0.gate" not in deeper and "cascades.1.gate" not in deeper
+    # a gated source keeps its gates; its last cascade's copies start shut, not as open as their original
+    gated = {**deeper, "cascades.3.gate": torch.tensor(0.7)}
+    deepest = deepened_state(gated, 4, 5, gated_from=2)
+    assert float(deepest["cascades.3.gate"]) == pytest.approx(0.7) and float(deepest["cascades.4.gate"]) == 0.0
+
+
+def test_a_gated_deeper_stage_starts_as_the_shallower_generator_and_opens_its_gates(tree, tmp_path, monkeypatch):
+    monkeypatch.setitem(model_config.PRESETS, "small-7-gated-view-sharing",
+                        dataclasses.replace(model_config.PRESETS["small-view-sharing"], cascades=7, gated_from=5))
+    shallow = Trainer(smoke_config(model="small-view-sharing"), tree, tmp_path / "shallow")
+    save_generator(tmp_path / "small.pt", shallow.model_config, shallow.g_module.state_dict(), {})
+    config = smoke_config(model="small-7-gated-view-sharing", lr=1e-4, gated_lr=1e-3, gate_lr=0.02)
+    deep = Trainer(config, tree, tmp_path / "deep")
+    deep.init_generator(tmp_path / "small.pt")
+    sample = shallow.val_samples[0]
+    with torch.no_grad():
+        before = shallow.g_module.eval()(sample.masked_kspace, sample.mask, 8, sample.radial, sample.shared_kspace)
+        after = deep.g_module.eval()(sample.masked_kspace, sample.mask, 8, sample.radial, sample.shared_kspace)
+    torch.testing.assert_close(after.image, before.image)
+    groups = {(group["lr"], group["weight_decay"], len(group["params"])) for group in deep.opt_g.param_groups}
+    gated_params = sum(1 for name, _ in deep.g_module.named_parameters()
+                       if name.startswith(("cascades.5.", "cascades.6.")) and not name.endswith(".gate"))
+    assert (1e-3, config.weight_decay, gated_params) in groups and (0.02, 0.0, 2) in groups
+    deep.fit()
+    gates = [float(deep.g_module.cascades[i].gate.detach()) for i in (5, 6)]
+    assert all(gate != 0.0 for gate in gates)
+    # gates may be added only to appended cascades: gating trained ones would change what they compute
+    monkeypatch.setitem(model_config.PRESETS, "small-7-gated-early",
+                        dataclasses.replace(model_config.PRESETS["small-view-sharing"], cascades=7, gated_from=3))
+    with pytest.raises(ValueError, match="model configuration differs"):
+        Trainer(smoke_config(model="small-7-gated-early"), tree, tmp_path / "early").init_generator(
+            tmp_path / "small.pt")
 
 
 def test_a_deeper_stage_keeps_the_trained_cascades_and_copies_the_last(tree, tmp_path):
