@@ -107,7 +107,8 @@ PRESETS["paper-view-sharing"] = replace(PRESETS["paper"], view_sharing=True)
 PRESETS["small-8-view-sharing"] = replace(PRESETS["small-view-sharing"], cascades=8)
 PRESETS["small-10-view-sharing"] = replace(PRESETS["small-view-sharing"], cascades=10)
 PRESETS["small-14-view-sharing"] = replace(PRESETS["small-view-sharing"], cascades=14)
-# the same, its last four cascades gated: the shipped 10-cascade checkpoint deepens into it with them shut
+# the same, its last four cascades gated: the shipped 10-cascade checkpoint deepens into it with them shut (stage 29,
+# not shipped: the gates stayed shut)
 PRESETS["small-14-gated-view-sharing"] = replace(PRESETS["small-14-view-sharing"], gated_from=10)
 
 
