@@ -105,7 +105,8 @@ def parse_kind_weights(pairs: list[str], option: str = "--train-kinds") -> tuple
 
 def build_config(args: argparse.Namespace) -> TrainConfig:
     overrides = {"model": args.model, "epochs": args.epochs, "steps_per_epoch": args.steps_per_epoch,
-                 "lr": args.lr, "gated_lr": args.gated_lr, "gate_lr": args.gate_lr, "lr_step_epochs": args.lr_step_epochs, "seed": args.seed, "draw_seed": args.draw_seed,
+                 "lr": args.lr, "gated_lr": args.gated_lr, "gate_lr": args.gate_lr,
+                 "lr_step_epochs": args.lr_step_epochs, "seed": args.seed, "draw_seed": args.draw_seed,
                  "adv_weight": args.adv_weight, "ema_decay": args.ema,
                  "val_fraction": 0.0 if args.all_subjects else None,
                  "masks": args.masks, "windows_per_read": args.windows_per_read}

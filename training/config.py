@@ -22,12 +22,12 @@ class TrainConfig:
     lr_step_epochs: int = 11
     lr_gamma: float = 0.1
     d_lr: float = 2e-4
+    d_betas: tuple[float, float] = (0.5, 0.999)
     # cascades appended behind gates (model.config gated_from) train at their own rates: Adam moves a parameter
     # about lr a step, so at a fine-tuning lr of 5e-5 a gate opened from 0 would stay near shut for 1000s of steps
     # and the new cascades would barely leave the copies they start as; 3e-4 grew 5 cascades to 10 (stage 4)
     gated_lr: float = 3e-4
     gate_lr: float = 5e-3                      # the gates themselves, without weight decay
-    d_betas: tuple[float, float] = (0.5, 0.999)
     curriculum: tuple[tuple[int, tuple[int, ...]], ...] = ((0, (8,)), (5, (8, 16)), (10, (8, 16, 24)))
     patterns: tuple[str, ...] = ("ktUniform", "ktGaussian", "ktRadial")
     num_acs: int = 16
