@@ -16,7 +16,7 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from model.checkpoint import load_generator, save_generator
-from model.config import preset
+from model.config import GeneratorConfig, preset
 from model.generator import GenreGenerator
 from model.metrics import psnr
 from model.provenance import cpu_model
@@ -60,23 +60,16 @@ def init_distributed(device: torch.device) -> Distributed:
     return Distributed(rank=dist.get_rank(), world_size=dist.get_world_size())
 
 
-def generator_param_groups(generator: torch.nn.Module, gated_from: int | None, config: TrainConfig) -> list[dict]:
-    """The generator's trainable parameters for its optimiser, in up to three groups: the cascades gated from
-    index ``gated_from`` on (model.config; appended to a trained generator, training.growth) train at
-    ``config.gated_lr``, their gates at ``config.gate_lr`` without weight decay (which would pull an open gate
-    shut), and the rest at the optimiser's defaults."""
-    gates, gated, rest = [], [], []
-    for name, parameter in generator.named_parameters():
-        if not parameter.requires_grad:
-            continue
-        parts = name.split(".")
-        index = parts.index("cascades") if "cascades" in parts else -1
-        in_gated = gated_from is not None and index >= 0 and int(parts[index + 1]) >= gated_from
-        if name.endswith(".gate"):
-            gates.append(parameter)
-        else:
-            (gated if in_gated else rest).append(parameter)
-    groups = [{"params": rest}]
+def generator_param_groups(generator: GenreGenerator, config: TrainConfig) -> list[dict]:
+    """The generator's trainable parameters for its optimiser, in up to three groups: the gated cascades' weights
+    (model.config gated_from; appended to a trained generator, training.growth) at ``config.gated_lr``, their gates
+    at ``config.gate_lr`` without weight decay (which would pull an open gate shut), and the rest at the
+    optimiser's defaults."""
+    gated_cascades = [cascade for cascade in generator.cascades if cascade.gate is not None]
+    gates = [cascade.gate for cascade in gated_cascades]
+    gated = [p for cascade in gated_cascades for p in cascade.parameters() if p.requires_grad and p is not cascade.gate]
+    in_gated = {id(p) for p in gates + gated}
+    groups = [{"params": [p for p in generator.parameters() if p.requires_grad and id(p) not in in_gated]}]
     if gated:
         groups.append({"params": gated, "lr": config.gated_lr})
     if gates:
@@ -106,7 +99,7 @@ class Trainer:
         self.model_config = model_config
         self.generator = GenreGenerator(model_config).to(self.device)
         self.discriminator = PatchDiscriminator(DiscriminatorConfig()).to(self.device)
-        self.opt_g = torch.optim.AdamW(generator_param_groups(self.generator, model_config.gated_from, config),
+        self.opt_g = torch.optim.AdamW(generator_param_groups(self.generator, config),
                                        lr=config.lr, weight_decay=config.weight_decay)
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=config.d_lr, betas=config.d_betas)
         self.sched_g = torch.optim.lr_scheduler.StepLR(self.opt_g, config.lr_step_epochs, config.lr_gamma)
@@ -337,12 +330,15 @@ class Trainer:
         generator, record = load_generator(weights)
         source = generator.config
         target = self.model_config
+
+        def gated(config: GeneratorConfig, cascades: int) -> set[int]:
+            return set(range(cascades)[config.gated_from:]) if config.gated_from is not None else set()
+
+        # the trained cascades keep exactly the gates they had: gates come only with appended cascades
         if (dataclasses.replace(source, view_sharing=target.view_sharing, cascades=target.cascades,
                                 gated_from=target.gated_from) != target
                 or source.cascades > target.cascades
-                or source.gated_from not in (None, target.gated_from)
-                or (source.gated_from is None and target.gated_from is not None
-                    and target.gated_from < source.cascades)):
+                or gated(source, source.cascades) != gated(target, source.cascades)):
             raise ValueError(f"{weights}: its model configuration differs from this run's ({self.config.model})")
         self.g_module.load_state_dict(deepened_state(generator.state_dict(), source.cascades, target.cascades,
                                                      target.gated_from))
