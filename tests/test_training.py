@@ -448,3 +448,26 @@ def test_the_cli_ema_flag_sets_the_decay_and_the_default_keeps_none():
     assert build_config(parse_args(["--run-dir", "r", "--ema", "0.998"])).ema_decay == 0.998
     assert build_config(parse_args(["--run-dir", "r"])).ema_decay == 0.0
     assert TrainConfig.from_dict({k: v for k, v in PRESETS["cpu"].to_dict().items() if k != "ema_decay"}).ema_decay == 0
+
+
+def test_export_command_writes_a_stopped_runs_moving_average_with_the_checkpoints_own_config(tree, tmp_path, capsys):
+    from training.export import main as export_main
+    trainer = Trainer(smoke_config(epochs=1, steps_per_epoch=2, ema_decay=0.5), tree, tmp_path / "run")
+    trainer.fit()
+    averaged = trainer.ema.module.state_dict()
+    assert export_main([str(tmp_path / "run" / "last.pt"), "--out", str(tmp_path / "g.pt"),
+                        "--data", str(tree)]) == 0
+    generator, record = load_generator(tmp_path / "g.pt")
+    for name, value in generator.state_dict().items():
+        torch.testing.assert_close(value, averaged[name], msg=name)
+    assert TrainConfig.from_dict(record["train_config"]) == trainer.config and record["steps"] == 2
+    assert record["selected"]["by"] == "last epoch" and record["exported_from"]["step"] == 2
+    assert record["command"].startswith("python -m training.export ")
+    # a run on files needs its trees; a file that is no checkpoint, or no best epoch, is refused by name
+    assert export_main([str(tmp_path / "run" / "last.pt"), "--out", str(tmp_path / "h.pt")]) == 2
+    assert "--data" in capsys.readouterr().err and not (tmp_path / "h.pt").exists()
+    assert export_main([str(tmp_path / "g.pt"), "--out", str(tmp_path / "h.pt")]) == 2
+    assert "g.pt: not a training checkpoint" in capsys.readouterr().err
+    (tmp_path / "run" / "best.pt").unlink(missing_ok=True)
+    assert export_main([str(tmp_path / "run" / "last.pt"), "--out", str(tmp_path / "h.pt"), "--best"]) == 2
+    assert "best.pt" in capsys.readouterr().err
