@@ -37,24 +37,29 @@ from model.generator import hard_consistent_centre
 from model.inference import reflection_pass
 from model.reflection import ENSEMBLES, reflect
 from training.config import PRESETS, TrainConfig
-from training.simulated import KINDS, KT_PATTERNS, SimulatedSampler
+from training.simulated import KINDS, KT_PATTERNS, SimulatedSampler, SourceSeries, domain_names
 from training.trainer import simulated_samplers, window_scores
 
 SEED = 23
 
 
 def kind_windows(count: int, config: TrainConfig = PRESETS["cpu"], trajectories: bool = False,
-                 keep_maps: bool = False) -> dict[str, list]:
+                 keep_maps: bool = False, series: list[SourceSeries] | None = None) -> dict[str, list]:
     """``count`` validation windows per input kind (final-curriculum accelerations), seeded per kind; with
     ``trajectories`` also per k-t trajectory (keys ``kt:ktUniform`` ...), seeded after the kinds, so the kinds'
-    windows are the same either way. ``keep_maps``: each window carries its simulated coil maps."""
-    domains, _, val, _ = simulated_samplers(config)
+    windows are the same either way. ``keep_maps``: each window carries its simulated coil maps. ``series``: draw
+    from these source series instead of the validation subjects' (benchmarks.anatomy_gap), the same seeds."""
+    if series is None:
+        domains, _, val, _ = simulated_samplers(config)
+        series = val.series
+    else:
+        domains = domain_names(series)
     draws = [(kind, {kind: 1.0}, None) for kind in KINDS]
     if trajectories:
         draws += [(f"kt:{pattern}", {"kt": 1.0}, {pattern: 1.0}) for pattern in KT_PATTERNS]
     windows = {}
     for index, (name, kinds, kt_weights) in enumerate(draws):
-        sampler = SimulatedSampler(val.series, domains, config.acquisition, kinds, config.acs_choices,
+        sampler = SimulatedSampler(series, domains, config.acquisition, kinds, config.acs_choices,
                                    config.crop_width, config.adjacent_frames, reflect_augment=False,
                                    kt_weights=kt_weights, keep_maps=keep_maps)
         rng = np.random.default_rng(SEED + index)
