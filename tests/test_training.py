@@ -463,6 +463,9 @@ def test_export_command_writes_a_stopped_runs_moving_average_with_the_checkpoint
     assert TrainConfig.from_dict(record["train_config"]) == trainer.config and record["steps"] == 2
     assert record["selected"]["by"] == "last epoch" and record["exported_from"]["step"] == 2
     assert record["command"].startswith("python -m training.export ")
+    with pytest.raises(SystemExit):         # an existing weights file is never overwritten
+        export_main([str(tmp_path / "run" / "last.pt"), "--out", str(tmp_path / "g.pt"), "--data", str(tree)])
+    assert load_generator(tmp_path / "g.pt")[1]["sha256"] == record["sha256"]
     # a run on files needs its trees; a file that is no checkpoint, or no best epoch, is refused by name
     assert export_main([str(tmp_path / "run" / "last.pt"), "--out", str(tmp_path / "h.pt")]) == 2
     assert "--data" in capsys.readouterr().err and not (tmp_path / "h.pt").exists()

@@ -45,6 +45,8 @@ def main(argv=None) -> int:
     parser.add_argument("--data", type=Path, nargs="+", metavar="ROOT", help="the training trees of a run on files")
     args = parser.parse_args(argv)
     words = sys.argv[1:] if argv is None else list(argv)
+    if args.out.exists():    # e.g. the shipped weights: never replaced by accident
+        parser.error(f"--out {args.out} exists: refusing to overwrite weights")
     if not args.checkpoint.is_file():
         print(f"error: {args.checkpoint}: no such checkpoint", file=sys.stderr)
         return 2
