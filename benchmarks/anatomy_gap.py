@@ -17,13 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.validation_by_kind import kind_windows, score, window_size_note, zero_filled_centre
+from benchmarks.validation_by_kind import kind_cells, kind_windows, window_size_note
 from benchmarks.validation_windows import report_lines, weights_note
 from model.checkpoint import load_generator
 from training.build_data import split_of
 from training.config import PRESETS, TrainConfig
 from training.simulated import KINDS, SourceSeries, real_cine_pool
-from training.trainer import simulated_samplers, window_scores
+from training.trainer import simulated_samplers
 
 
 def pools(config: TrainConfig = PRESETS["cpu"]) -> dict[str, list[SourceSeries]]:
@@ -39,9 +39,7 @@ def pool_scores(generators: list, series: list[SourceSeries], count: int, config
     generator, single pass."""
     table = []
     for kind, samples in kind_windows(count, config, series=series).items():
-        zero_filled = np.mean([window_scores(zero_filled_centre(sample), sample) for sample in samples], axis=0)
-        cells = [tuple(zero_filled)] + [score(generator, samples)[0] for generator in generators]
-        table.append([(psnr, ssim) for ssim, psnr in cells])
+        table.append([(psnr, ssim) for ssim, psnr in kind_cells(generators, samples)])
         print(kind, " ".join(f"{p:.2f}/{s:.3f}" for p, s in table[-1]), flush=True)
     return np.array(table)
 

@@ -102,6 +102,14 @@ def score(generator, samples, hard_dc: bool = False, ensembles: tuple[int, ...] 
     return [(float(ssim), float(psnr)) for ssim, psnr in np.mean(np.array(scores), axis=0)]   # per variant
 
 
+def kind_cells(generators: list, samples, hard_dc: bool = False, ensembles: tuple[int, ...] = (1,)
+               ) -> list[tuple[float, float]]:
+    """(mean SSIM, mean PSNR) over ``samples``: zero-filled first, then each generator's variants (``score``)."""
+    zero_filled = np.mean([window_scores(zero_filled_centre(sample), sample) for sample in samples], axis=0)
+    return [tuple(zero_filled)] + [cell for generator in generators
+                                   for cell in score(generator, samples, hard_dc, ensembles)]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.validation_by_kind",
                                      description=__doc__.split("\n\n")[0])
@@ -130,9 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = ["| kind | n | " + " | ".join(columns) + " |", "|---|---|" + "---|" * len(columns)]
     per_kind, trajectory_rows = [], []
     for kind, samples in kind_windows(args.windows, config, trajectories=args.trajectories).items():
-        zero_filled = np.mean([window_scores(zero_filled_centre(sample), sample) for sample in samples], axis=0)
-        cells = [tuple(zero_filled)] + [cell for generator, _ in loaded
-                                        for cell in score(generator, samples, args.hard_dc, tuple(args.ensemble))]
+        cells = kind_cells([generator for generator, _ in loaded], samples, args.hard_dc, tuple(args.ensemble))
         row = f"| {kind} | {len(samples)} | " + " | ".join(f"{p:.2f} / {s:.3f}" for s, p in cells) + " |"
         if kind in KINDS:
             per_kind.append(cells)
