@@ -181,6 +181,28 @@ def test_cov_skips_missing_and_zero_terms():
         cov({"image": torch.tensor(1.0)})
 
 
+def test_cov_cap_holds_a_term_and_shares_the_rest_in_proportion():
+    free, capped = CoVWeighting(["steady", "noisy", "other"]), CoVWeighting(["steady", "noisy", "other"],
+                                                                           caps={"noisy": 0.2})
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        losses = {"steady": torch.tensor(1.0 + 0.05 * rng.standard_normal()),
+                  "noisy": torch.tensor(1.0 + 0.5 * abs(rng.standard_normal())),
+                  "other": torch.tensor(1.0 + 0.1 * rng.standard_normal())}
+        total_free, weights_free = free(losses)
+        total, weights = capped(losses)
+    assert weights_free["noisy"] > 0.5                               # uncapped, the noisy ratio dominates
+    assert weights["noisy"] == pytest.approx(0.2)
+    assert sum(weights.values()) == pytest.approx(1.0)
+    assert weights["steady"] / weights["other"] == pytest.approx(weights_free["steady"] / weights_free["other"])
+    assert total.item() == pytest.approx(sum(weights[k] * float(v) for k, v in losses.items()))
+    below = CoVWeighting(["a", "b"], caps={"a": 0.9})               # a cap above the weight changes nothing
+    assert below({"a": torch.tensor(1.0), "b": torch.tensor(2.0)})[1] == {"a": 0.5, "b": 0.5}
+    for caps in ({"missing": 0.1}, {"a": 0.0}, {"a": 1.5}):
+        with pytest.raises(ValueError, match="caps"):
+            CoVWeighting(["a", "b"], caps=caps)
+
+
 def test_cov_state_dict_round_trip_and_decay_mode():
     cov = CoVWeighting(["steady", "noisy"], mean_mode="decay", decay=0.9)
     _cov_run(cov, 10)

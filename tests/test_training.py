@@ -16,6 +16,7 @@ from model import config as model_config
 from model.checkpoint import load_generator, save_generator
 from model.fftc import fft2c
 from model.reflection import reflect
+from training.__main__ import build_config, parse_args
 from training.__main__ import main as train_main
 from training.config import PRESETS, TrainConfig
 from training.dataset import WindowSampler, domain_probabilities, split_by_subject
@@ -168,6 +169,20 @@ def test_export_ships_the_epoch_with_the_best_validation_ssim(tree, tmp_path):
                                   "val_psnr": pytest.approx(saved["val_psnr"])}
     for (name, a), (_, b) in zip(saved["generator"].items(), generator.state_dict().items()):
         torch.testing.assert_close(a, b, msg=name)
+
+
+def test_adv_cap_caps_the_adversarial_weight_of_a_run_and_its_cli_checks_the_range(tree, tmp_path, capsys):
+    trainer = Trainer(smoke_config(adv_cap=0.05, steps_per_epoch=6, epochs=1), tree, tmp_path / "run")
+    trainer.fit()
+    rows = list(csv.DictReader(open(tmp_path / "run" / "train_log.csv")))
+    assert max(float(row["w_adv"]) for row in rows) == pytest.approx(0.05)   # the first steps' 1/K is above it
+    assert all(abs(sum(float(row[f"w_{n}"]) for n in ("image", "kspace", "ssim", "ear", "sda", "adv")) - 1) < 1e-5
+               for row in rows)
+    assert build_config(parse_args(["--run-dir", "r", "--adv-cap", "0.03"])).adv_cap == 0.03
+    assert build_config(parse_args(["--run-dir", "r"])).adv_cap == 0.0
+    assert train_main(["--run-dir", str(tmp_path / "bad"), "--preset", "smoke", "--data", str(tree),
+                 "--adv-cap", "1.5"]) == 2
+    assert "--adv-cap must lie in (0, 1]" in capsys.readouterr().err
 
 
 def test_a_second_stage_starts_from_exported_weights_and_records_them(tree, tmp_path):

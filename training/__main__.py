@@ -69,6 +69,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="validate and export an exponential moving average of the generator's weights "
                              "(e.g. 0.998: a horizon of about 500 steps)")
     parser.add_argument("--adv-weight", type=float, help="constant on the adversarial term before CoV weighting")
+    parser.add_argument("--adv-cap", type=float, metavar="WEIGHT",
+                        help="the adversarial term's CoV weight at most this (e.g. 0.03; the others share the rest)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--amp", action="store_true", help="fp16 autocast for the networks on CUDA")
     parser.add_argument("--max-minutes", type=float, help="stop after this wall time (checkpoint kept)")
@@ -107,7 +109,7 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
     overrides = {"model": args.model, "epochs": args.epochs, "steps_per_epoch": args.steps_per_epoch,
                  "lr": args.lr, "gated_lr": args.gated_lr, "gate_lr": args.gate_lr,
                  "lr_step_epochs": args.lr_step_epochs, "seed": args.seed, "draw_seed": args.draw_seed,
-                 "adv_weight": args.adv_weight, "ema_decay": args.ema,
+                 "adv_weight": args.adv_weight, "adv_cap": args.adv_cap, "ema_decay": args.ema,
                  "val_fraction": 0.0 if args.all_subjects else None,
                  "masks": args.masks, "windows_per_read": args.windows_per_read}
     if args.train_kinds:
@@ -149,6 +151,9 @@ def main(argv=None) -> int:
     config = build_config(args)
     if config.source == "files" and args.data is None:
         print(f"--data is required: preset {args.preset} trains on a CMRxRecon-format training tree", file=sys.stderr)
+        return 2
+    if args.adv_cap is not None and not 0 < args.adv_cap <= 1:
+        print(f"--adv-cap must lie in (0, 1], got {args.adv_cap}", file=sys.stderr)
         return 2
     if args.workers < 0 or (args.max_steps is not None and args.max_steps < 1) or config.lr_step_epochs < 1:
         print("--workers must be >= 0, --max-steps and --lr-step-epochs >= 1", file=sys.stderr)

@@ -36,6 +36,7 @@ class TrainConfig:
     use_sda: bool = True
     use_adv: bool = True
     adv_weight: float = 1.0                    # on L_adv before CoV: its BCE is O(1), the fidelity terms O(0.01)
+    adv_cap: float = 0.0                       # > 0: the adversarial term's CoV weight at most this (0: uncapped)
     residual: bool = True
     unroll_steps: int = 5                      # Metz et al. unrolled D lookahead (0 = plain GAN)
     gan_mode: str = "vanilla"

@@ -5,7 +5,9 @@ running mean). Weights are alpha_i = c_i / sum_j c_j with c_i = std(l_i) / mean(
 before this step's update and used as constants. Terms count their own iterations, so a term that joins late
 (SDA once its window has another domain) starts fresh: while a term has been seen at most once (t <= 1) it
 gets the mean c of the established terms (all weights are 1/K at the very start). Missing terms (None) and
-terms whose L0 is 0 are skipped this step and the other weights renormalised.
+terms whose L0 is 0 are skipped this step and the other weights renormalised. A term may be capped: its weight is
+at most its cap and the others share the rest in their CoV proportions (a discriminator that starts learning makes
+the adversarial ratio noisy, and uncapped CoV then hands it a growing share: 0.03 -> 0.135 in stage 30).
 """
 from collections.abc import Mapping, Sequence
 
@@ -17,15 +19,22 @@ _STD_EPS = 1e-8
 
 
 class CoVWeighting:
-    def __init__(self, names: Sequence[str] = GENERATOR_LOSS_NAMES, mean_mode: str = "full", decay: float = 1.0):
+    def __init__(self, names: Sequence[str] = GENERATOR_LOSS_NAMES, mean_mode: str = "full", decay: float = 1.0,
+                 caps: Mapping[str, float] | None = None):
         """names: the K loss terms; mean_mode 'full' (running mean, reference default) or 'decay' (fixed
-        mean parameter `decay`; the reference default 1.0 freezes L0 at each term's first value)."""
+        mean parameter `decay`; the reference default 1.0 freezes L0 at each term's first value); caps: the
+        largest weight a term may take, in (0, 1]."""
+        caps = dict(caps or {})
         if mean_mode not in MEAN_MODES or len(set(names)) != len(names) or not names:
             raise ValueError(
                 f"training/cov_weighting.py: need distinct loss names and mean_mode in {MEAN_MODES}, "
                 f"got {list(names)}, {mean_mode!r}"
             )
+        if not set(caps) <= set(names) or any(not 0 < cap <= 1 for cap in caps.values()):
+            raise ValueError(f"training/cov_weighting.py: caps must name loss terms {list(names)} and lie in "
+                             f"(0, 1], got {caps}")
         self.names = tuple(names)
+        self.caps = torch.tensor([caps.get(name, 1.0) for name in self.names], dtype=torch.float32)
         self.mean_mode = mean_mode
         self.decay = float(decay)
         k = len(self.names)
@@ -66,7 +75,23 @@ class CoVWeighting:
                           torch.zeros_like(std))
         fresh_value = cov[established].mean() if established.any() else torch.tensor(1.0)
         cov = torch.where(active & ~established, fresh_value, cov)
-        return cov / cov.sum()
+        return self._capped(cov / cov.sum())
+
+    def _capped(self, alphas: torch.Tensor) -> torch.Tensor:
+        """Clamp capped weights and rescale the free ones to keep the sum at 1 (repeated: a rescale may lift
+        another capped term over its cap); left as they are when every positive weight would be capped."""
+        fixed = torch.zeros_like(alphas, dtype=torch.bool)
+        for _ in range(len(self.names)):
+            over = ~fixed & (alphas > self.caps)
+            if not over.any():
+                break
+            fixed = fixed | over
+            free = ~fixed & (alphas > 0)
+            if not free.any():
+                break
+            alphas = torch.where(fixed, self.caps, alphas)
+            alphas = torch.where(free, alphas * (1 - alphas[fixed].sum()) / alphas[free].sum(), alphas)
+        return alphas
 
     def _update(self, values: torch.Tensor, active: torch.Tensor) -> None:
         first = self.count == 0

@@ -104,7 +104,9 @@ class Trainer:
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=config.d_lr, betas=config.d_betas)
         self.sched_g = torch.optim.lr_scheduler.StepLR(self.opt_g, config.lr_step_epochs, config.lr_gamma)
         self.sched_d = torch.optim.lr_scheduler.StepLR(self.opt_d, config.lr_step_epochs, config.lr_gamma)
-        self.cov = CoVWeighting(list(self.active_losses()), mean_mode=config.cov_mean_mode)
+        losses = list(self.active_losses())
+        caps = {"adv": config.adv_cap} if config.adv_cap > 0 and "adv" in losses else {}
+        self.cov = CoVWeighting(losses, mean_mode=config.cov_mean_mode, caps=caps)
         if config.use_sda and len(self.domains) < 2:
             raise ValueError(f"SDA aligns domains and the training data has one ({self.domains}): "
                              "train with --no-sda or add data of another centre or modality")
