@@ -56,6 +56,11 @@ def ssim(reference: np.ndarray, image: np.ndarray, data_range: float) -> float:
     """Mean SSIM of two 2-D images as skimage.metrics.structural_similarity(reference, image,
     data_range=data_range) with its defaults: 7x7 uniform window, K1 0.01, K2 0.03, sample covariance, the
     3-pixel border of the SSIM map excluded from the mean."""
+    return float(ssim_map(reference, image, data_range).mean(dtype=np.float64))
+
+
+def ssim_map(reference: np.ndarray, image: np.ndarray, data_range: float) -> np.ndarray:
+    """The SSIM map whose mean is ``ssim``: (H - 6, W - 6), the pixels of reference[3:-3, 3:-3]."""
     if reference.shape != image.shape or reference.ndim != 2:
         raise ValueError(f"ssim needs two 2-D images of one shape, got {reference.shape} and {image.shape}")
     if min(reference.shape) < SSIM_WINDOW:
@@ -79,9 +84,9 @@ def ssim(reference: np.ndarray, image: np.ndarray, data_range: float) -> float:
     a1, a2 = 2 * ux * uy + c1, 2 * vxy + c2
     b1, b2 = ux**2 + uy**2 + c1, vx + vy + c2
     with np.errstate(divide="ignore", invalid="ignore"):     # a constant image with data_range 0 -> NaN
-        ssim_map = (a1 * a2) / (b1 * b2)
+        values = (a1 * a2) / (b1 * b2)
     pad = (SSIM_WINDOW - 1) // 2
-    return float(ssim_map[pad:-pad, pad:-pad].mean(dtype=np.float64))
+    return values[pad:-pad, pad:-pad]
 
 
 def psnr(reference: np.ndarray, image: np.ndarray, data_range: float) -> float:
@@ -129,7 +134,6 @@ def score_file(gt_array: np.ndarray, recon_array: np.ndarray, year: int, *, test
     2025 test phase squeezes both first, as Test_Score2025 does), complex or non-finite values, images smaller
     than the 7x7 SSIM window. The per-file value is the mean over images; the 2024 test scorer uses nanmean.
     """
-    scoring = rules.scoring_rules(year)
     if year == 2025 and test_phase:
         gt_array, recon_array = np.squeeze(gt_array), np.squeeze(recon_array)
     if gt_array.shape != recon_array.shape:
@@ -146,18 +150,25 @@ def score_file(gt_array: np.ndarray, recon_array: np.ndarray, year: int, *, test
     if gt_array.ndim < 2 or min(gt_array.shape[:2]) < SSIM_WINDOW:
         return _invalid(f"image size {gt_array.shape[:2]} is below the {SSIM_WINDOW}x{SSIM_WINDOW} SSIM window")
 
-    swap = scoring.submission_is_reference(gt_array.ndim)
     values = []
-    for index in np.ndindex(gt_array.shape[2:]):
-        gt_image = scoring.normalise(gt_array[(slice(None), slice(None), *index)])
-        recon_image = scoring.normalise(recon_array[(slice(None), slice(None), *index)])
-        reference, other = (recon_image, gt_image) if swap else (gt_image, recon_image)
+    for reference, other, _ in compared_images(gt_array, recon_array, year):
         data_range = reference.max()
         values.append((psnr(reference, other, data_range), ssim(reference, other, data_range),
                        nmse(reference, other)))
     per_image = np.asarray(values, dtype=np.float64)
     means = _nanmean(per_image, axis=0) if (year == 2024 and test_phase) else per_image.mean(axis=0)
     return FileScore(psnr=float(means[0]), ssim=float(means[1]), nmse=float(means[2]), num_images=len(values))
+
+
+def compared_images(gt_array: np.ndarray, recon_array: np.ndarray, year: int):
+    """(reference, other, ground truth) per 2-D image [:, :, *k] of two arrays of one shape, each normalised by
+    the year's rule; reference is the submission where the year's scorer takes it so (data_range = its max)."""
+    scoring = rules.scoring_rules(year)
+    swap = scoring.submission_is_reference(gt_array.ndim)
+    for index in np.ndindex(gt_array.shape[2:]):
+        gt_image = scoring.normalise(gt_array[(slice(None), slice(None), *index)])
+        recon_image = scoring.normalise(recon_array[(slice(None), slice(None), *index)])
+        yield (recon_image, gt_image, gt_image) if swap else (gt_image, recon_image, gt_image)
 
 
 def _crop_hint(gt_shape: tuple[int, ...], recon_shape: tuple[int, ...]) -> str:
@@ -303,11 +314,11 @@ class ScoreReport:
         }
 
 
-def _is_test_phase(relative: PurePosixPath) -> bool:
+def is_test_phase(relative: PurePosixPath) -> bool:
     return "TestSet" in relative.parts
 
 
-def _mat_files(root: Path) -> list[PurePosixPath]:
+def mat_files(root: Path) -> list[PurePosixPath]:
     """Relative paths of the .mat files under root (symlinks followed, AppleDouble files skipped), sorted."""
     found = []
     for directory, _, names in os.walk(root, followlinks=True):
@@ -353,7 +364,7 @@ def score_trees(gt_root: Path, recon_root: Path, year: int,
     """
     gt_root, recon_root = Path(gt_root), Path(recon_root)
     scoring = rules.scoring_rules(year)
-    gt_files = _mat_files(gt_root)
+    gt_files = mat_files(gt_root)
     if not gt_files:
         raise GroundTruthError(f"{gt_root}: no ground-truth .mat files")
 
@@ -368,7 +379,7 @@ def score_trees(gt_root: Path, recon_root: Path, year: int,
         results.append(GroupedFileScore(str(relative), groups, _score_pair(gt_root, recon_root, relative, year)))
 
     gt_set = set(gt_files)
-    extra = [str(p) for p in _mat_files(recon_root) if p not in gt_set] if recon_root.is_dir() else []
+    extra = [str(p) for p in mat_files(recon_root) if p not in gt_set] if recon_root.is_dir() else []
     # Val_Score2025 walks the submitted *_kus_*.mat files and raises on one without ground truth.
     errors = [f"extra file submitted (no ground truth): {p}" for p in extra
               if year == 2025 and "_kus_" in PurePosixPath(p).name and "ValidationSet" in PurePosixPath(p).parts]
@@ -385,7 +396,7 @@ def score_trees(gt_root: Path, recon_root: Path, year: int,
 
 
 def _score_pair(gt_root: Path, recon_root: Path, relative: PurePosixPath, year: int) -> FileScore:
-    test_phase = _is_test_phase(relative)
+    test_phase = is_test_phase(relative)
     transpose = year == 2025 and test_phase
     try:
         gt_array = load_ranking_array(gt_root / relative, transpose_hdf5=transpose)
