@@ -2,7 +2,7 @@
 default).
 
     python -m benchmarks.validation_by_kind --weights A.pt [B.pt ...] [--windows 24] [--hard-dc] [--trajectories]
-                                            [--ensemble 1 2 4] [--acquisition NAME=VALUE ...]
+                                            [--ensemble 1 2 4] [--acquisition NAME=VALUE ...] [--whole-images]
                                             [--out docs/validation-by-kind.md]
 
 The first column is the zero-filled reconstruction of the same windows (the RSS of the centre frame's masked k-space,
@@ -123,9 +123,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="reflection ensembles to score, each a column per weights file (default: single pass)")
     parser.add_argument("--acquisition", nargs="+", metavar="NAME=VALUE", default=[],
                         help="simulate the windows with these Acquisition fields changed (default: the preset's)")
+    parser.add_argument("--whole-images", action="store_true",
+                        help="windows of whole images instead of the training validation's readout crops")
     parser.add_argument("--out", type=Path, default=Path("docs/validation-by-kind.md"))
     args = parser.parse_args(argv)
-    config = PRESETS["cpu"]
+    config = dataclasses.replace(PRESETS["cpu"], crop_width=0) if args.whole_images else PRESETS["cpu"]
     try:
         config = dataclasses.replace(config, acquisition=config.acquisition.overridden(args.acquisition))
     except ValueError as error:

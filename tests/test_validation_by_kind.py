@@ -3,15 +3,20 @@ one toy window."""
 import dataclasses
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 
+from benchmarks import validation_by_kind
 from benchmarks.validation_by_kind import score, window_size_note, zero_filled_centre
+from model.checkpoint import save_generator
 from model.config import PRESETS
 from training.config import PRESETS as TRAIN_PRESETS
 from model.fftc import ifft2c
 from model.generator import GenreGenerator, hard_consistent_centre
 from model.reflection import ENSEMBLES, reflect
+from training import trainer as trainer_module
+from training.simulated import SourceSeries
 from training.trainer import window_scores
 
 torch.set_num_threads(1)
@@ -90,3 +95,31 @@ def test_the_report_says_the_windows_are_readout_crops_and_how_wide():
     assert "96-column readout crop" in window_size_note(TRAIN_PRESETS["cpu"])
     assert TRAIN_PRESETS["cpu"].crop_width == 96
     assert window_size_note(dataclasses.replace(TRAIN_PRESETS["cpu"], crop_width=0)).startswith("whole images")
+
+
+def test_whole_images_draws_uncropped_windows_and_says_so(monkeypatch, tmp_path):
+    rng = np.random.default_rng(0)
+    anatomy = [SourceSeries(rng.random((6, 40, 48)).astype(np.float32), centre, f"{centre}_P00{i}/sax1")
+               for centre in ("Center001", "Center003") for i in range(1, 4)]
+    monkeypatch.setattr(trainer_module, "real_cine_pool", lambda keep: [
+        s for s in anatomy if keep(SimpleNamespace(center=s.subject[:9], folder=s.subject.split("/")[0]))])
+    monkeypatch.setattr(validation_by_kind, "PRESETS",
+                        {"cpu": dataclasses.replace(TRAIN_PRESETS["cpu"], phantoms=1, crop_width=32)})
+    torch.manual_seed(0)
+    config = dataclasses.replace(PRESETS["tiny"], view_sharing=True)
+    weights = tmp_path / "tiny.pt"
+    save_generator(weights, config, GenreGenerator(config).state_dict(), {"data": "random"})
+    widths = {}
+    real_windows = validation_by_kind.kind_windows
+
+    def recording(count, config, **kwargs):
+        windows = real_windows(count, config, **kwargs)
+        widths[config.crop_width] = {w.target.shape[-1] for kind in windows.values() for w in kind}
+        return windows
+    monkeypatch.setattr(validation_by_kind, "kind_windows", recording)
+    for flag, name in (([], "crops.md"), (["--whole-images"], "whole.md")):
+        assert validation_by_kind.main(["--weights", str(weights), "--windows", "1", "--out", str(tmp_path / name),
+                                        *flag]) == 0
+    assert "32-column readout crop" in (tmp_path / "crops.md").read_text()
+    assert "whole images at the acquired pixel size" in (tmp_path / "whole.md").read_text()
+    assert widths[32] == {32} and max(widths[0]) > 32
