@@ -44,7 +44,7 @@ def image_regions(reference: np.ndarray, other: np.ndarray, truth: np.ndarray, t
     values = scoring.ssim_map(reference, other, reference.max())
     inner = (slice(PAD, -PAD), slice(PAD, -PAD))
     is_object = truth[inner] >= threshold * truth.max()
-    recon = other if truth is reference else reference
+    recon = other if truth is reference else reference    # compared_images hands the ground truth itself
     background_truth, background_recon = truth[inner][~is_object], recon[inner][~is_object]
     nan = float("nan")
     return RegionSSIM(

@@ -22,6 +22,7 @@ import math
 import os
 import sys
 import warnings
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -160,7 +161,8 @@ def score_file(gt_array: np.ndarray, recon_array: np.ndarray, year: int, *, test
     return FileScore(psnr=float(means[0]), ssim=float(means[1]), nmse=float(means[2]), num_images=len(values))
 
 
-def compared_images(gt_array: np.ndarray, recon_array: np.ndarray, year: int):
+def compared_images(gt_array: np.ndarray, recon_array: np.ndarray, year: int
+                    ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """(reference, other, ground truth) per 2-D image [:, :, *k] of two arrays of one shape, each normalised by
     the year's rule; reference is the submission where the year's scorer takes it so (data_range = its max)."""
     scoring = rules.scoring_rules(year)
