@@ -61,17 +61,20 @@ def file_regions(gt_array: np.ndarray, recon_array: np.ndarray, year: int, thres
     """The mean over a file's images of ``image_regions`` (arrays in MATLAB order, as challenge.scoring)."""
     if gt_array.shape != recon_array.shape:
         raise ValueError(f"shape mismatch: ground truth {gt_array.shape}, reconstruction {recon_array.shape}")
-    per_image = [image_regions(reference, other, truth, threshold)
-                 for reference, other, truth in scoring.compared_images(gt_array, recon_array, year)]
-    return RegionSSIM(*(float(np.nanmean([getattr(r, f) for r in per_image]))
-                        for f in RegionSSIM.__dataclass_fields__))
+    return mean_regions([image_regions(reference, other, truth, threshold)
+                         for reference, other, truth in scoring.compared_images(gt_array, recon_array, year)])
+
+
+def mean_regions(regions: list[RegionSSIM]) -> RegionSSIM:
+    """The field-wise mean of several RegionSSIM, NaN (an image without background, say) left out."""
+    return RegionSSIM(*(float(np.nanmean([getattr(r, f) for r in regions])) for f in RegionSSIM.__dataclass_fields__))
 
 
 def tree_regions(gt_root: Path, recon_root: Path, year: int, threshold: float) -> dict[str, RegionSSIM]:
     """``file_regions`` of every ground-truth .mat under gt_root against the same path under recon_root."""
     found = {}
     for relative in scoring.mat_files(gt_root):
-        transpose = year == 2025 and scoring.is_test_phase(relative)
+        transpose = scoring.reads_reversed(year, relative)
         gt = scoring.load_ranking_array(gt_root / relative, transpose_hdf5=transpose)
         recon_path = recon_root / relative
         if not recon_path.is_file():
@@ -95,8 +98,7 @@ def report(trees: dict[str, dict[str, RegionSSIM]], threshold: float) -> str:
 
     for file in files:
         lines.append(f"| {file} | " + " | ".join(cell(trees[n][file]) for n in names) + " |")
-    means = {n: RegionSSIM(*(float(np.nanmean([getattr(trees[n][f], field) for f in files]))
-                             for field in RegionSSIM.__dataclass_fields__)) for n in names}
+    means = {n: mean_regions([trees[n][f] for f in files]) for n in names}
     lines.append("| mean over files | " + " | ".join(cell(means[n]) for n in names) + " |")
     fraction = float(np.mean([trees[names[0]][f].background_fraction for f in files]))
     lines += ["", f"Background: {fraction:.0%} of the scored pixels on average."]

@@ -316,8 +316,13 @@ class ScoreReport:
         }
 
 
-def is_test_phase(relative: PurePosixPath) -> bool:
+def _is_test_phase(relative: PurePosixPath) -> bool:
     return "TestSet" in relative.parts
+
+
+def reads_reversed(year: int, relative: PurePosixPath) -> bool:
+    """Whether the year's scorer reads this file's v7.3 arrays with their axes reversed (2025 test phase)."""
+    return year == 2025 and _is_test_phase(relative)
 
 
 def mat_files(root: Path) -> list[PurePosixPath]:
@@ -398,8 +403,8 @@ def score_trees(gt_root: Path, recon_root: Path, year: int,
 
 
 def _score_pair(gt_root: Path, recon_root: Path, relative: PurePosixPath, year: int) -> FileScore:
-    test_phase = is_test_phase(relative)
-    transpose = year == 2025 and test_phase
+    test_phase = _is_test_phase(relative)
+    transpose = reads_reversed(year, relative)
     try:
         gt_array = load_ranking_array(gt_root / relative, transpose_hdf5=transpose)
     except RankingFileError as error:

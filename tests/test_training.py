@@ -181,7 +181,7 @@ def test_adv_cap_caps_the_adversarial_weight_of_a_run_and_its_cli_checks_the_ran
     assert build_config(parse_args(["--run-dir", "r", "--adv-cap", "0.03"])).adv_cap == 0.03
     assert build_config(parse_args(["--run-dir", "r"])).adv_cap == 0.0
     assert train_main(["--run-dir", str(tmp_path / "bad"), "--preset", "smoke", "--data", str(tree),
-                 "--adv-cap", "1.5"]) == 2
+                       "--adv-cap", "1.5"]) == 2
     assert "--adv-cap must lie in (0, 1]" in capsys.readouterr().err
 
 
