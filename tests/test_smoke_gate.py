@@ -100,3 +100,10 @@ def test_fails_when_the_output_or_ground_truth_is_absent(tmp_path, capsys):
         (out / "2024" / name).unlink()
     code, last = _run(sample, out, capsys)
     assert code == 1 and "2 of 2 files invalid or missing (w = 0.000)" in last
+
+
+def test_make_smoke_runs_the_fallbacks_the_gate_judges():
+    """The Makefile's SMOKE_FALLBACKS and challenge.fallback.FALLBACK_METHODS are two spellings of one list."""
+    makefile = (Path(__file__).resolve().parents[1] / "Makefile").read_text().splitlines()
+    (line,) = [line for line in makefile if line.startswith("SMOKE_FALLBACKS")]
+    assert set(line.split("=", 1)[1].split()) == set(smoke_gate.FALLBACK_METHODS)
