@@ -66,7 +66,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="GENRE: reflections averaged per window (1 none, 2 + read-out, 4 + phase-encode, both)")
     parser.add_argument("--adapt", type=int, default=0, metavar="STEPS",
                         help="GENRE: fine-tune a copy of the network on each volume's own measurements (SSDU-style "
-                             "held-back loss) for at most STEPS steps; kept only if that loss fell (default 0: off)")
+                             "held-back loss) for at most STEPS steps; kept only if it predicts a validation set of "
+                             "measurements it never saw better (default 0: off; docs/adaptation-eval.md)")
     parser.add_argument("--adapt-seconds", type=float, default=120.0,
                         help="wall-time budget of --adapt per volume (default 120)")
     parser.add_argument("--hard-dc", action=argparse.BooleanOptionalAction, default=DEFAULT_HARD_DC,

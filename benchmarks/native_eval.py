@@ -2,7 +2,8 @@
 
     python -m benchmarks.native_eval [--weights A.pt [B.pt ...]] [--out docs/native-eval.md]
                                      [--figures docs/figures] [--subjects N] [--cases TEXT ...]
-                                     [--adapt STEPS --adapt-seconds S] [--hard-dc] [--acquisition NAME=VALUE ...]
+                                     [--adapt STEPS --adapt-seconds S --adapt-lr LR] [--hard-dc]
+                                     [--device cuda] [--acquisition NAME=VALUE ...]
                                      [--peers varnet sigpy-cs] [--peer-weights runs/peers]
 
 Groups (nothing here was trained on; the held-out split is training.build_data's):
@@ -400,6 +401,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--adapt", type=int, default=0, metavar="STEPS",
                         help="test-time adaptation (model.adaptation) of each case first, at most STEPS steps")
     parser.add_argument("--adapt-seconds", type=float, default=600.0, help="and at most this wall time per case")
+    parser.add_argument("--adapt-lr", type=float, default=AdaptConfig.lr,
+                        help=f"the adaptation's Adam learning rate (default {AdaptConfig.lr:g})")
+    parser.add_argument("--device", default="cpu", help="where the GENRE rows run (cuda: the GPU)")
     parser.add_argument("--hard-dc", action="store_true",
                         help="GENRE rows put the measured k-space back into each output (predict.py --hard-dc)")
     parser.add_argument("--acquisition", nargs="+", metavar="NAME=VALUE", default=[],
@@ -421,12 +425,14 @@ def main(argv: list[str] | None = None) -> int:
         print("error: one label per weights file", file=sys.stderr)
         return 2
     torch.manual_seed(0)
-    adapt = AdaptConfig(steps=args.adapt, seconds=args.adapt_seconds) if args.adapt > 0 else None
+    adapt = AdaptConfig(steps=args.adapt, seconds=args.adapt_seconds, lr=args.adapt_lr) if args.adapt > 0 else None
     if adapt is not None:
-        labels = [f"{label} + TTA {args.adapt}" for label in labels]
+        rate = "" if args.adapt_lr == AdaptConfig.lr else f" lr {args.adapt_lr:g}"
+        labels = [f"{label} + TTA {args.adapt}{rate}" for label in labels]
     if args.hard_dc:
         labels = [f"{label} + hard DC" for label in labels]
-    reconstructors = {label: GenreReconstructor(w, ensemble=args.ensemble, adapt=adapt, hard_dc=args.hard_dc)
+    reconstructors = {label: GenreReconstructor(w, device=args.device, ensemble=args.ensemble, adapt=adapt,
+                                                 hard_dc=args.hard_dc)
                       for label, w in zip(labels, args.weights)}
     peer_weights = {}
     for name in args.peers:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from model.adaptation import AdaptConfig, AdaptResult, adapt_generator
+from model.adaptation import AdaptConfig, AdaptResult, Window, WindowSource, adapt_generator
 from model.checkpoint import load_generator
 from model.generator import GeneratorOutput, hard_consistent_centre
 from model.interface import VolumeMeta, check_inputs
@@ -68,7 +68,7 @@ class GenreReconstructor:
         generator = self.generator
         if self.adapt is not None:
             generator, self.last_adaptation = adapt_generator(
-                self.generator, self._window_source(kspace, mask_t, meta), nz, nt, meta.num_acs, meta.radial,
+                self.generator, self._window_source(kspace, mask_t, meta), mask_t, nz, meta.num_acs, meta.radial,
                 self.adapt)
         for z in range(nz):
             slice_kspace = torch.from_numpy(np.ascontiguousarray(kspace[:, z], dtype=np.complex64)).to(self.device)
@@ -87,22 +87,25 @@ class GenreReconstructor:
         generator = self.generator
         if self.adapt is not None:
             generator, self.last_adaptation = adapt_generator(
-                self.generator, self._window_source(kspace[:, None], mask_t, meta), 1, kspace.shape[0],
-                meta.num_acs, meta.radial, self.adapt)
+                self.generator, self._window_source(kspace[:, None], mask_t, meta), mask_t, 1, meta.num_acs,
+                meta.radial, self.adapt)
         return self._reconstruct_slice(kspace_t, mask_t, meta, frames, generator=generator)
 
-    def _window_source(self, kspace: np.ndarray, mask: torch.Tensor, meta: VolumeMeta):
-        """model.adaptation.WindowSource over a volume (nt, nz, nc, ny, nx): windows built as _run_frames builds
-        them, scaled by their zero-filled maximum."""
+    def _window_source(self, kspace: np.ndarray, mask: torch.Tensor, meta: VolumeMeta) -> WindowSource:
+        """model.adaptation.WindowSource over a volume (nt, nz, nc, ny, nx) measured under ``mask`` (nt, ny, nx):
+        windows built as _run_frames builds them from any input mask within it, scaled by their zero-filled
+        maximum."""
         size = self.generator.config.adjacent_frames
 
-        def window(z: int, t: int):
+        def window(z: int, t: int, input_mask: torch.Tensor) -> Window:
             slice_kspace = torch.from_numpy(np.ascontiguousarray(kspace[:, z], dtype=np.complex64)).to(self.device)
-            masked = slice_kspace * mask[:, None]
+            masked = slice_kspace * input_mask[:, None]
             frames = torch.tensor(adjacent_frames(t, kspace.shape[0], size, meta.cyclic), device=self.device)
             window_kspace = masked[frames][None]
             scale = kspace_scale(window_kspace).reshape(())
-            return window_kspace / scale, mask[frames][None, :, None], masked / scale, mask, t
+            return Window(kspace=window_kspace / scale, mask=input_mask[frames][None, :, None],
+                          slice_kspace=masked / scale, slice_mask=input_mask, centre=t,
+                          measured=slice_kspace[t] * mask[t] / scale)
         return window
 
     def _reconstruct_slice(self, kspace: torch.Tensor, mask: torch.Tensor, meta: VolumeMeta,
