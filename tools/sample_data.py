@@ -3,17 +3,14 @@
 `python -m tools.sample_data OUT [--years 2023 2024 2025] [--seed 0]` writes, per year,
 OUT/<year>/input (the test-phase input tree as the container sees it), and OUT/<year>/gt_full and
 OUT/<year>/gt_crop (the ground truth at the output path the year's scorer reads, full size and run4Ranking
-crop). Masks come from the official algorithms with the year's ACS size. Each slice's k-space is a scanner-like
-acquisition (simulation.realistic at its defaults, as benchmarks.native_eval's simulated groups: measured coil maps
-where ../shared/data/real is present, correlated noise at an SNR of 6-80, structured phase, shading, a global scale
-over 6 orders of magnitude) of real cine anatomy (../shared/data/real) where present, else of the phantom, and of the
-phantom for the other contrasts. The cases include odd matrix sizes, 4-D files, single-slice files and files with
-nt < 5.
+crop). Masks come from the official algorithms with the year's ACS size; k-space is simulated from real cine
+anatomy (../shared/data/real) where present and from the phantom otherwise and for the other contrasts. The
+cases include odd matrix sizes, 4-D files, single-slice files and files with nt < 5.
 """
 import argparse
 import json
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,11 +18,9 @@ import numpy as np
 from challenge.masks import make_mask
 from challenge.matio import write_kspace_v73, write_mask_v73, write_output
 from challenge.rules import ACS_LINES, parse_job, to_output_array
+from simulation.acquisition import simulate_kspace
 from simulation.anatomy import RealDataMissing, list_cine_series, load_cine_resized
 from simulation.phantom import phantom_series
-from simulation.realistic import Acquisition, simulate
-
-ACQUISITION = Acquisition()
 
 PHANTOM_CONTRAST = {"cine": "cine", "T1map": "T1map", "T2map": "T2map", "tagging": "tagging",
                     "blackblood": "blackblood", "aorta": "cine", "lge": "lge"}
@@ -61,13 +56,6 @@ def magnitude_series(case: Case, rng: np.random.Generator, anatomy: list) -> np.
         else:
             slices.append(phantom_series(PHANTOM_CONTRAST[case.contrast], nt, case.ny, case.nx, rng))
     return np.stack(slices, axis=1)
-
-
-def acquire_slices(magnitude: np.ndarray, n_coils: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """magnitude (nt, nz, ny, nx) -> (fully sampled k-space (nt, nz, nc, ny, nx) complex64, RSS reference (nt, nz, ny,
-    nx) float32): one acquisition per slice, as a scanner acquires a stack."""
-    slices = [simulate(magnitude[:, z], ACQUISITION, rng, n_coils=n_coils) for z in range(magnitude.shape[1])]
-    return np.stack([k for k, _ in slices], axis=1), np.stack([r for _, r in slices], axis=1)
 
 
 def write_case(year_root: Path, kspace_full: np.ndarray, reference: np.ndarray, mask: np.ndarray,
@@ -160,12 +148,13 @@ def build_sample_trees(out: Path, years=(2023, 2024, 2025), seed: int = 0) -> di
     except RealDataMissing as error:
         print(f"note: {error}; cine cases use the phantom", file=sys.stderr)
         anatomy = []
-    manifest = {"seed": seed, "real_anatomy": bool(anatomy), "acquisition": asdict(ACQUISITION), "files": []}
+    manifest = {"seed": seed, "real_anatomy": bool(anatomy), "files": []}
     for year in years:
         year_root = Path(out) / str(year)
         for case in CASES[year]():
             magnitude = magnitude_series(case, rng, anatomy)
-            kspace, reference = acquire_slices(magnitude, case.nc, rng)
+            kspace, reference = simulate_kspace(magnitude, case.nc, rng, snr=float(rng.uniform(20, 60)),
+                                                scale=float(10 ** rng.uniform(-3, 1)))
             mask = make_mask(case.pattern, max(case.nt, 1), case.ny, case.nx, case.factor, ACS_LINES[year], rng)
             write_case(year_root, kspace, reference, mask, case)
             manifest["files"].append({"year": year, "input": case.relative, "shape_h5": list(kspace.shape),
