@@ -88,8 +88,8 @@ def test_adaptation_steps_change_the_copy_only_and_respect_the_budget(weights):
     kspace, mask = volume(seed=3)
     reconstructor = GenreReconstructor(weights, adapt=AdaptConfig(steps=3, lr=1e-2))
     shipped = {k: v.clone() for k, v in reconstructor.generator.state_dict().items()}
-    source = reconstructor._window_source(kspace, torch.from_numpy(mask.astype(np.float32)), META)
     mask_t = torch.from_numpy(mask.astype(np.float32))
+    source = reconstructor._window_source(kspace, mask_t, META)
     adapted, result = adapt_generator(reconstructor.generator, source, mask_t, 2, META.num_acs, META.radial,
                                       AdaptConfig(steps=3, lr=1e-2))
     assert result.steps == 3 and result.loss_before > 0
