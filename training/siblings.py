@@ -18,7 +18,7 @@ from pathlib import Path
 
 from training.average import average_weights
 
-# the launcher sets these per sibling; the shared recipe must not
+# the launcher sets the first three per sibling; every sibling starts afresh in its own run dir, so no --resume
 _OWN_FLAGS = ("--run-dir", "--draw-seed", "--export", "--resume")
 
 
@@ -37,10 +37,11 @@ def plan_siblings(run_dir: Path, draw_seeds: list[int], training_args: list[str]
         raise ValueError("at least one draw seed")
     if len(set(draw_seeds)) != len(draw_seeds):
         raise ValueError(f"draw seeds must differ: {draw_seeds}")
-    for arg in training_args:
-        if arg.split("=")[0] in _OWN_FLAGS:
-            raise ValueError(f"{arg}: the launcher sets it for each sibling")
-    if "--init-from" not in {a.split("=")[0] for a in training_args}:
+    flags = [arg.split("=")[0] for arg in training_args]
+    for flag in flags:
+        if flag in _OWN_FLAGS:
+            raise ValueError(f"{flag}: the launcher sets it for each sibling")
+    if "--init-from" not in flags:
         # siblings from different random starts are not in one basin: their mean is no generator
         raise ValueError("siblings must start from one set of weights: give --init-from")
     siblings = []
