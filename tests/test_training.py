@@ -20,7 +20,7 @@ from training.__main__ import build_config, parse_args
 from training.__main__ import main as train_main
 from training.config import PRESETS, TrainConfig
 from training.dataset import WindowSampler, domain_probabilities, split_by_subject
-from training.growth import deepened_state
+from training.growth import deepened_state, widened_state
 from training.layouts import find_training_files
 from training.trainer import Trainer
 
@@ -322,6 +322,69 @@ def test_a_deeper_stage_keeps_the_trained_cascades_and_copies_the_last(tree, tmp
     save_generator(tmp_path / "deep.pt", deep.model_config, deep.g_module.state_dict(), {})
     with pytest.raises(ValueError, match="model configuration differs"):
         shallow.init_generator(tmp_path / "deep.pt")
+
+
+def _wider(unet: model_config.UnetConfig) -> model_config.UnetConfig:
+    return dataclasses.replace(unet, n_feat0=unet.n_feat0 + 4, feature_dim=tuple(c + 4 for c in unet.feature_dim),
+                               prompt_dim=tuple(c + 2 for c in unet.prompt_dim))
+
+
+def test_widened_state_keeps_the_output_and_lets_the_zeroed_weights_learn():
+    from model.generator import GenreGenerator
+    torch.manual_seed(0)
+    source_config = model_config.PRESETS["tiny"]
+    target_config = dataclasses.replace(source_config, denoiser=_wider(source_config.denoiser))
+    narrow, wide = GenreGenerator(source_config), GenreGenerator(target_config)
+    with torch.no_grad():   # shipped residual convs are trained, not the zeros they start at
+        for name, parameter in narrow.named_parameters():
+            if ".residual." in name:
+                parameter.normal_(std=0.1)
+    wide.load_state_dict(widened_state(narrow.state_dict(), wide.state_dict(), source_config.denoiser,
+                                       target_config.denoiser))
+    kspace = torch.randn(1, 5, 3, 24, 20, dtype=torch.complex64)
+    mask = torch.zeros(1, 5, 1, 24, 20)
+    mask[..., ::3, :] = 1
+    mask[..., 10:14, :] = 1
+    kspace = kspace * mask
+    with torch.no_grad():
+        before = narrow.eval()(kspace, mask, 4, False).image
+        after = wide.eval()(kspace, mask, 4, False).image
+    torch.testing.assert_close(after, before, rtol=1e-5, atol=1e-5 * float(before.abs().max()))
+    # the weights from new channels into old ones start at zero but are trained from the first step
+    wide.train()(kspace, mask, 4, False).image.abs().sum().backward()
+    c3, pd2 = source_config.denoiser.feature_dim[2], source_config.denoiser.prompt_dim[2]
+    reduce = wide.cascades[0].denoiser.unet.dec3.reduce.weight
+    wide_c3 = target_config.denoiser.feature_dim[2]
+    assert reduce.detach()[:c3, c3:wide_c3].abs().sum() == 0 and reduce.grad[:c3, c3:wide_c3].abs().sum() > 0
+    # the prompt segment of the concatenated [x, prompt] input keeps its source channels behind the widened x
+    source_reduce = narrow.cascades[0].denoiser.unet.dec3.reduce.weight.detach()
+    torch.testing.assert_close(reduce.detach()[:c3, wide_c3:wide_c3 + pd2], source_reduce[:, c3:])
+    with pytest.raises(ValueError, match="cannot narrow"):
+        widened_state(wide.state_dict(), narrow.state_dict(), target_config.denoiser, source_config.denoiser)
+    with pytest.raises(ValueError, match="only the denoisers' widths"):
+        widened_state(narrow.state_dict(), wide.state_dict(), source_config.denoiser,
+                      dataclasses.replace(target_config.denoiser, prompt_len=(4, 4, 4)))
+
+
+def test_a_wider_stage_starts_as_the_narrower_generator(tree, tmp_path, monkeypatch):
+    narrow_config = model_config.PRESETS["small-view-sharing"]
+    monkeypatch.setitem(model_config.PRESETS, "small-wide-view-sharing",
+                        dataclasses.replace(narrow_config, denoiser=_wider(narrow_config.denoiser)))
+    narrow = Trainer(smoke_config(model="small-view-sharing"), tree, tmp_path / "narrow")
+    save_generator(tmp_path / "small.pt", narrow.model_config, narrow.g_module.state_dict(), {})
+    wide = Trainer(smoke_config(model="small-wide-view-sharing"), tree, tmp_path / "wide")
+    wide.init_generator(tmp_path / "small.pt")
+    sample = narrow.val_samples[0]
+    with torch.no_grad():
+        before = narrow.g_module.eval()(sample.masked_kspace, sample.mask, 8, sample.radial, sample.shared_kspace)
+        after = wide.g_module.eval()(sample.masked_kspace, sample.mask, 8, sample.radial, sample.shared_kspace)
+    torch.testing.assert_close(after.image, before.image, rtol=1e-5, atol=1e-5 * float(before.image.abs().max()))
+    wide.fit()
+    assert all(0 < h["val_ssim"] <= 1 for h in wide.history)
+    # a narrower run cannot start from the wider checkpoint
+    save_generator(tmp_path / "wide.pt", wide.model_config, wide.g_module.state_dict(), {})
+    with pytest.raises(ValueError, match="cannot narrow"):
+        narrow.init_generator(tmp_path / "wide.pt")
 
 
 def test_centre_weights_set_how_often_each_domain_is_drawn(tree):

@@ -25,7 +25,7 @@ from training.config import TrainConfig
 from training.cov_weighting import CoVWeighting
 from training.discriminator import DiscriminatorConfig, PatchDiscriminator
 from training.ema import WeightAverage
-from training.growth import deepened_state
+from training.growth import deepened_state, widened_state
 from training.dataset import Sample, WindowSampler, fixed_validation_samples, split_by_subject
 from training.layouts import find_training_files
 from training.loader import epoch_loader
@@ -327,7 +327,8 @@ class Trainer:
         """Start from an earlier stage's generator (a shipped weights file, sha256-checked, whose model
         configuration must match this run's but for view_sharing, which changes the first estimate and no
         parameter, and for more cascades, which start as copies of its last one, gated shut where this run's
-        configuration gates them (training.growth; only appended cascades may gain gates); the
+        configuration gates them (training.growth; only appended cascades may gain gates), and for wider
+        denoisers, whose new channels start with no say in the output (training.growth); the
         discriminator, optimisers and CoV/SDA state start fresh."""
         generator, record = load_generator(weights)
         source = generator.config
@@ -338,12 +339,18 @@ class Trainer:
 
         # the trained cascades keep exactly the gates they had: gates come only with appended cascades
         if (dataclasses.replace(source, view_sharing=target.view_sharing, cascades=target.cascades,
-                                gated_from=target.gated_from) != target
+                                gated_from=target.gated_from, denoiser=target.denoiser) != target
                 or source.cascades > target.cascades
                 or gated(source, source.cascades) != gated(target, source.cascades)):
             raise ValueError(f"{weights}: its model configuration differs from this run's ({self.config.model})")
-        self.g_module.load_state_dict(deepened_state(generator.state_dict(), source.cascades, target.cascades,
-                                                     target.gated_from))
+        state = generator.state_dict()
+        if source.denoiser != target.denoiser:
+            try:
+                state = widened_state(state, self.g_module.state_dict(), source.denoiser, target.denoiser)
+            except ValueError as error:
+                raise ValueError(f"{weights}: its model configuration differs from this run's "
+                                 f"({self.config.model}): {error}") from None
+        self.g_module.load_state_dict(deepened_state(state, source.cascades, target.cascades, target.gated_from))
         if self.ema is not None:
             self.ema.reset(self.g_module)
         self.init_record = {"weights": str(weights), "sha256": record["sha256"], "steps": record.get("steps"),
