@@ -379,6 +379,11 @@ def test_a_wider_stage_starts_as_the_narrower_generator(tree, tmp_path, monkeypa
         before = narrow.g_module.eval()(sample.masked_kspace, sample.mask, 8, sample.radial, sample.shared_kspace)
         after = wide.g_module.eval()(sample.masked_kspace, sample.mask, 8, sample.radial, sample.shared_kspace)
     torch.testing.assert_close(after.image, before.image, rtol=1e-5, atol=1e-5 * float(before.image.abs().max()))
+    # siblings (other draw seeds, same seed) start from the same widened generator
+    sibling = Trainer(smoke_config(model="small-wide-view-sharing", draw_seed=7), tree, tmp_path / "sibling")
+    sibling.init_generator(tmp_path / "small.pt")
+    for (name, a), (_, b) in zip(wide.g_module.state_dict().items(), sibling.g_module.state_dict().items()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
     wide.fit()
     assert all(0 < h["val_ssim"] <= 1 for h in wide.history)
     # a narrower run cannot start from the wider checkpoint

@@ -345,8 +345,13 @@ class Trainer:
             raise ValueError(f"{weights}: its model configuration differs from this run's ({self.config.model})")
         state = generator.state_dict()
         if source.denoiser != target.denoiser:
+            # the new channels' initialisation depends on the seed alone, not on what the samplers drew before:
+            # siblings of one seed (training.siblings) start from one widened generator, so their mean is one basin's
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.config.seed)
+                fresh = GenreGenerator(target).state_dict()
             try:
-                state = widened_state(state, self.g_module.state_dict(), source.denoiser, target.denoiser)
+                state = widened_state(state, fresh, source.denoiser, target.denoiser)
             except ValueError as error:
                 raise ValueError(f"{weights}: its model configuration differs from this run's "
                                  f"({self.config.model}): {error}") from None
