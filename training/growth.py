@@ -5,9 +5,9 @@ An unrolled network's cascades are successive refinements with the same interfac
 cascade is a trained refinement from its first step on; training the deeper network then continues from the
 shallower one's weights instead of from random ones (docs/method-choices.md). Where the deeper generator gates
 its cascades (model.config ``gated_from``) the copies come with their gates shut (0): its output is the shallower
-one's exactly, and training opens each gate as far as its cascade helps. Widening is Net2Net-like in spirit but
-exact: the new channels' weights into the old channels start at zero, so a wider generator is the narrower one's
-function at step 0 and its extra capacity grows from there (docs/gpu.md, "A wider generator").
+one's exactly, and training opens each gate as far as its cascade helps. Widening zero-initialises every weight from
+a new channel into an old one, so the wider generator is the narrower one's function at step 0 and its extra
+capacity grows from there (docs/gpu.md, "A wider generator").
 """
 import dataclasses
 
@@ -118,9 +118,10 @@ def widened_state(state: dict[str, torch.Tensor], fresh: dict[str, torch.Tensor]
     if dataclasses.replace(source, n_feat0=target.n_feat0, feature_dim=target.feature_dim,
                            prompt_dim=target.prompt_dim) != target:
         raise ValueError("only the denoisers' widths (n_feat0, feature_dim, prompt_dim) may change")
-    widths = lambda unet: (unet.n_feat0, *unet.feature_dim, *unet.prompt_dim)   # noqa: E731
-    if any(t < s for s, t in zip(widths(source), widths(target))):
-        raise ValueError(f"cannot narrow the denoisers: {widths(source)} -> {widths(target)}")
+    before = (source.n_feat0, *source.feature_dim, *source.prompt_dim)
+    after = (target.n_feat0, *target.feature_dim, *target.prompt_dim)
+    if any(t < s for s, t in zip(before, after)):
+        raise ValueError(f"cannot narrow the denoisers: {before} -> {after}")
     layouts = _unet_layouts(source, target)
     levels = [((s, t),) for s, t in zip(level_channels(source), level_channels(target))]
     wider = {}
