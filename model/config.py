@@ -112,7 +112,7 @@ PRESETS["small-14-view-sharing"] = replace(PRESETS["small-view-sharing"], cascad
 PRESETS["small-14-gated-view-sharing"] = replace(PRESETS["small-14-view-sharing"], gated_from=10)
 # the shipped generator with denoisers 1.5 times as wide (sensitivity net unchanged): a 'small-10' checkpoint widens
 # into it computing what it computed (training.growth), so a short GPU stage adds capacity from the shipped weights;
-# at 11.7 M parameters its checkpoint (52 MiB) still travels through the device tool (docs/gpu.md)
+# at 11.7 M parameters its checkpoint (49 MiB, runs/stage41/B.pt) still travels through the device tool (docs/gpu.md)
 PRESETS["medium-10-view-sharing"] = replace(
     PRESETS["small-10-view-sharing"],
     denoiser=replace(PRESETS["small"].denoiser, n_feat0=12, feature_dim=(24, 48, 72), prompt_dim=(12, 24, 36)))

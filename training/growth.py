@@ -41,29 +41,29 @@ def deepened_state(state: dict[str, torch.Tensor], source_cascades: int, target_
 Layout = tuple[tuple[int, int], ...]
 
 
-def _unet_layouts(source: UnetConfig, target: UnetConfig) -> dict[str, tuple[Layout | None, ...]]:
-    """Per parameter name inside a PromptUnet, the layout of each widened dimension (None: a fixed one); names
-    of CAB stacks end in '.' and stand for every CAB under them."""
+def _unet_layouts(source: UnetConfig, target: UnetConfig
+                  ) -> tuple[dict[str, tuple[Layout | None, ...]], dict[str, Layout]]:
+    """Inside a PromptUnet: per parameter name, the layout of each widened dimension (None: a fixed one); and per
+    CAB stack (a name prefix), the layout of the feature its CABs carry (model.blocks.cab_stack)."""
     c = [((source.n_feat0, target.n_feat0),)] + [((s, t),) for s, t in zip(source.feature_dim, target.feature_dim)]
     p = [((s, t),) for s, t in zip(source.prompt_dim, target.prompt_dim)]
-    layouts: dict[str, tuple[Layout | None, ...]] = {
-        "stem.weight": (c[0], None), "head.weight": (None, c[0])}
+    params: dict[str, tuple[Layout | None, ...]] = {"stem.weight": (c[0], None), "head.weight": (None, c[0])}
+    stacks: dict[str, Layout] = {"bottleneck.": c[3]}
     for level in (1, 2, 3):
-        layouts[f"enc{level}.encoder."] = (c[level - 1],)
-        layouts[f"enc{level}.down.weight"] = (c[level], c[level - 1])
-        layouts[f"enc{level}.down.bias"] = (c[level],)
-        layouts[f"skip{level}."] = (c[level - 1],)
         fused = c[level] + p[level - 1]
-        layouts[f"prompt{level}.prompt"] = (None, None, p[level - 1])
-        layouts[f"prompt{level}.selector.weight"] = (None, c[level])
-        layouts[f"prompt{level}.selector.bias"] = ()
-        layouts[f"prompt{level}.conv.weight"] = (p[level - 1], p[level - 1])
-        layouts[f"dec{level}.fuse."] = (fused,)
-        layouts[f"dec{level}.reduce.weight"] = (c[level], fused)
-        layouts[f"dec{level}.up.1.weight"] = (c[level - 1], c[level])
-        layouts[f"dec{level}.refine."] = (c[level - 1],)
-    layouts["bottleneck."] = (c[3],)
-    return layouts
+        params[f"enc{level}.down.weight"] = (c[level], c[level - 1])
+        params[f"enc{level}.down.bias"] = (c[level],)
+        params[f"prompt{level}.prompt"] = (None, None, p[level - 1])
+        params[f"prompt{level}.selector.weight"] = (None, c[level])
+        params[f"prompt{level}.selector.bias"] = ()
+        params[f"prompt{level}.conv.weight"] = (p[level - 1], p[level - 1])
+        params[f"dec{level}.reduce.weight"] = (c[level], fused)
+        params[f"dec{level}.up.1.weight"] = (c[level - 1], c[level])
+        stacks[f"enc{level}.encoder."] = c[level - 1]
+        stacks[f"skip{level}."] = c[level - 1]
+        stacks[f"dec{level}.fuse."] = fused
+        stacks[f"dec{level}.refine."] = c[level - 1]
+    return params, stacks
 
 
 def _cab_layouts(rest: str, feature: Layout) -> tuple[Layout | None, ...]:
@@ -95,14 +95,13 @@ def _widen(value: torch.Tensor, fresh: torch.Tensor, dims: tuple[Layout | None, 
     """The source tensor in its place inside the target's fresh one; a weight's (out, in) block that takes new
     inputs into source outputs is zeroed, so the source outputs are what they were."""
     out = fresh.clone()
-    index = [_source_index(layout)[0] if layout is not None else torch.arange(size)
-             for layout, size in zip(dims, fresh.shape)]
-    index += [torch.arange(size) for size in fresh.shape[len(dims):]]
+    kept_new = [_source_index(layout) if layout is not None else (torch.arange(size), None)
+                for layout, size in zip(dims, fresh.shape)]
+    index = [kept for kept, _ in kept_new] + [torch.arange(size) for size in fresh.shape[len(dims):]]
     out[torch.meshgrid(*index, indexing="ij")] = value
     if len(dims) >= 2 and dims[1] is not None:
-        rows = index[0]
-        new_inputs = _source_index(dims[1])[1]
-        out[rows[:, None], new_inputs[None, :]] = 0
+        new_inputs = kept_new[1][1]
+        out[index[0][:, None], new_inputs[None, :]] = 0
     return out
 
 
@@ -122,18 +121,15 @@ def widened_state(state: dict[str, torch.Tensor], fresh: dict[str, torch.Tensor]
     after = (target.n_feat0, *target.feature_dim, *target.prompt_dim)
     if any(t < s for s, t in zip(before, after)):
         raise ValueError(f"cannot narrow the denoisers: {before} -> {after}")
-    layouts = _unet_layouts(source, target)
+    params, stacks = _unet_layouts(source, target)
     levels = [((s, t),) for s, t in zip(level_channels(source), level_channels(target))]
     wider = {}
     for key, value in state.items():
         unet = key.partition(".denoiser.unet.")[2]
         residual = key.split(".residual.")
         if unet:
-            stack = next((name for name in layouts if name.endswith(".") and unet.startswith(name)), None)
-            if stack is not None:
-                dims = _cab_layouts(unet[len(stack):], layouts[stack][0])
-            else:
-                dims = layouts[unet]
+            stack = next((name for name in stacks if unet.startswith(name)), None)
+            dims = _cab_layouts(unet[len(stack):], stacks[stack]) if stack is not None else params[unet]
         elif key.startswith("cascades.") and len(residual) == 2:   # the 1x1 convs across cascades, per level
             level = levels[int(residual[1].split(".")[0])]
             dims = (level, level)
